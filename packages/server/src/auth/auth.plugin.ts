@@ -1,0 +1,113 @@
+/**
+ * Authentication and authorisation of `/api/v1`: every route there needs `Authorization: Bearer <token>`.
+ *
+ * - The admin token (compared by sha256, in constant time) → `request.principal = { kind: 'admin', scope: 'admin' }`.
+ * - A device token (`devices.token_hash` lookup) → `{ kind: 'device', deviceUuid }`. A device may only reach a
+ *   route marked device-accessible — `config: { device: true }` on a route with a `:uuid` parameter — and only
+ *   for its own uuid. Anything else is 403 FORBIDDEN.
+ * - No token, another scheme or an unknown token → 401 UNAUTHORIZED (with `WWW-Authenticate: Bearer`).
+ *
+ * Register it inside the `/api/v1` context before the routes; routes outside (health, docs) stay public.
+ * The hook runs at `onRequest`, before the body is read, so an unauthenticated caller learns nothing from
+ * validation errors.
+ */
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { Queryable } from '../db/db.ts';
+import { findDeviceByTokenHash } from '../devices/devices.store.ts';
+import { AppError } from '../errors.ts';
+import { hashToken, hashesEqual } from './tokens.ts';
+
+/** Admin scopes (DESIGN §6). Only `admin` exists so far: the configured/generated admin token carries it. */
+export type AdminScope = 'admin' | 'operator' | 'viewer';
+
+/** Who is calling; set by the auth hook on every `/api/v1` request, null on public routes. */
+export type Principal = { kind: 'admin'; scope: AdminScope } | { kind: 'device'; deviceUuid: string };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+  interface FastifyContextConfig {
+    /**
+     * Device-accessible: a device token may call this route for its own `:uuid` (the route must have that
+     * parameter). Admin tokens may always call it.
+     */
+    device?: boolean;
+  }
+}
+
+export interface AuthPluginOptions {
+  /** Database (pool or PGlite) for device token lookups. */
+  db: Queryable;
+  /** sha256 hex of the admin token. */
+  adminTokenHash: string;
+}
+
+/** The principal of an authenticated request (throws 401 outside the auth hook's reach). */
+export function principalOf(request: FastifyRequest): Principal {
+  if (request.principal === null) throw new AppError('UNAUTHORIZED', 'This route needs a bearer token');
+  return request.principal;
+}
+
+/** The audit `actor` of a principal: `admin` or `device:<uuid>`. */
+export function actorOf(principal: Principal | null): string {
+  if (principal === null) return 'anonymous';
+  return principal.kind === 'admin' ? principal.scope : `device:${principal.deviceUuid}`;
+}
+
+const BEARER_RE = /^Bearer[ ]+([^\s]+)[ ]*$/i;
+
+function unauthorized(message: string): AppError {
+  return new AppError('UNAUTHORIZED', message);
+}
+
+const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) => {
+  if (!app.hasRequestDecorator('principal')) app.decorateRequest('principal', null);
+
+  app.addHook('onRoute', (route) => {
+    // A device-accessible route without :uuid could not be scoped to the calling device: refuse to start.
+    if (route.config?.device === true && !/(^|\/):uuid(\/|$)/.test(route.url)) {
+      throw new Error(`route ${route.method} ${route.url} is marked device-accessible but has no :uuid parameter`);
+    }
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    const header = request.headers.authorization;
+    if (header === undefined || header === '') {
+      reply.header('www-authenticate', 'Bearer');
+      throw unauthorized('Missing Authorization header: send "Authorization: Bearer <token>"');
+    }
+    const match = BEARER_RE.exec(header);
+    if (!match?.[1]) {
+      reply.header('www-authenticate', 'Bearer');
+      throw unauthorized('The Authorization header must be "Bearer <token>"');
+    }
+    const hash = hashToken(match[1]);
+
+    if (hashesEqual(hash, opts.adminTokenHash)) {
+      request.principal = { kind: 'admin', scope: 'admin' };
+      return;
+    }
+
+    const device = await findDeviceByTokenHash(opts.db, hash);
+    if (device === null) {
+      reply.header('www-authenticate', 'Bearer error="invalid_token"');
+      throw unauthorized('The bearer token is not valid (unknown, rotated or revoked)');
+    }
+    request.principal = { kind: 'device', deviceUuid: device.uuid };
+
+    if (request.routeOptions.config.device !== true) {
+      throw new AppError('FORBIDDEN', 'A device token may not call this route; it needs an admin token');
+    }
+    const params = request.params as Record<string, unknown> | undefined;
+    if (params?.uuid !== device.uuid) {
+      throw new AppError('FORBIDDEN', "A device token may only reach its own device's resources");
+    }
+  });
+};
+
+// Like fastify-plugin's `skip-override`: the hooks apply to the context that registers the plugin
+// (the /api/v1 scope), not to a child context of their own.
+(authPluginImpl as unknown as Record<symbol, unknown>)[Symbol.for('skip-override')] = true;
+
+export const authPlugin = authPluginImpl;

@@ -1,0 +1,279 @@
+/**
+ * The broker pool: one MQTT connection from this server to every active broker.
+ *
+ * Each connection subscribes to the request topics it serves (never to its own replies) and hands
+ * every message to `onMessage`. A lost connection is re-opened after `nextDelay(attempt)` — capped
+ * exponential backoff with full jitter — and every failure is logged with the next delay.
+ * `refresh()` re-reads the broker records and opens, re-opens (changed settings) or closes
+ * connections (disabled or deleted brokers) without a restart; the server calls it after every
+ * broker change it makes and on a slow timer, so changes made by another instance are noticed too.
+ *
+ * States of one connection: `connecting` → `connected` → (`waiting` with a retry timer → `connecting`)…,
+ * until `closed` (removed from the pool).
+ */
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { randomBytes } from 'node:crypto';
+import { nextDelay, type BackoffPolicy } from '@switchyard/protocol';
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../log.ts';
+
+export interface BrokerConnectionConfig {
+  id: number;
+  name: string;
+  protocol: 'mqtt' | 'mqtts' | 'ws' | 'wss';
+  host: string;
+  port: number;
+  protocolVersion: 4 | 5;
+  status: 'active' | 'draining' | 'disabled';
+  username?: string | null;
+  /** Decrypted server password for this broker (held in memory only). */
+  password?: string | null;
+  caCert?: string | null;
+}
+
+export interface BrokerStatus {
+  brokerId: number;
+  name: string;
+  connected: boolean;
+  lastError?: string;
+}
+
+export interface BrokerPoolOptions {
+  loadBrokers(): Promise<BrokerConnectionConfig[]>;
+  /** MQTT subscription filters every connection takes (QoS 1). */
+  subscriptions: string[];
+  onMessage(brokerId: number, topic: string, payload: Buffer): void;
+  log: Logger;
+  clock: Clock;
+  /** Reconnect policy. Default base 500 ms, cap 30 s. */
+  backoff?: BackoffPolicy;
+  /** How often to re-read broker records (ms). Default 10,000; 0 = never. */
+  refreshIntervalMs?: number;
+  /** Called after a connection (re)subscribes, e.g. to replay work for that broker. */
+  onConnected?(brokerId: number): void;
+}
+
+interface Entry {
+  config: BrokerConnectionConfig;
+  fingerprint: string;
+  client: MqttClient | null;
+  connected: boolean;
+  attempt: number;
+  retry: NodeJS.Timeout | null;
+  lastError?: string;
+  closed: boolean;
+  connectWaiters: Array<() => void>;
+}
+
+export class BrokerNotConnectedError extends Error {
+  constructor(brokerId: number) {
+    super(`broker ${brokerId} is not connected`);
+    this.name = 'BrokerNotConnectedError';
+  }
+}
+
+export interface BrokerPool {
+  start(): Promise<void>;
+  refresh(): Promise<void>;
+  /** Resolves on PUBACK (QoS 1) or once written (QoS 0); rejects when the broker is not connected. */
+  publish(brokerId: number, topic: string, payload: string | Buffer, opts?: { qos?: 0 | 1; retain?: boolean }): Promise<void>;
+  status(): BrokerStatus[];
+  isConnected(brokerId: number): boolean;
+  /** Resolves once the broker's connection is up and subscribed (or rejects after `timeoutMs`). */
+  waitConnected(brokerId: number, timeoutMs: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const fingerprintOf = (c: BrokerConnectionConfig): string =>
+  JSON.stringify([c.protocol, c.host, c.port, c.protocolVersion, c.username ?? null, c.password ?? null, c.caCert ?? null]);
+
+export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
+  const log = opts.log.child({ component: 'broker-pool' });
+  const backoff = opts.backoff ?? { baseMs: 500, maxMs: 30_000 };
+  const instanceId = randomBytes(4).toString('hex');
+  const entries = new Map<number, Entry>();
+  let refreshTimer: NodeJS.Timeout | null = null;
+  let closing = false;
+  let refreshing: Promise<void> | null = null;
+
+  function connect(entry: Entry): void {
+    const c = entry.config;
+    const clog = log.child({ brokerId: c.id, broker: c.name });
+    const options: IClientOptions = {
+      clientId: `switchyard-server-${instanceId}-${c.id}`,
+      protocolVersion: c.protocolVersion,
+      clean: true,
+      reconnectPeriod: 0, // our own backoff with jitter, see scheduleRetry
+      connectTimeout: 10_000,
+      keepalive: 30,
+      ...(c.username ? { username: c.username } : {}),
+      ...(c.password ? { password: c.password } : {}),
+      ...(c.caCert ? { ca: c.caCert, rejectUnauthorized: true } : {}),
+    };
+    const client = mqtt.connect(`${c.protocol}://${c.host}:${c.port}`, options);
+    entry.client = client;
+    client.on('connect', () => {
+      void (async () => {
+        try {
+          if (opts.subscriptions.length > 0) {
+            await client.subscribeAsync(Object.fromEntries(opts.subscriptions.map((t) => [t, { qos: 1 as const }])));
+          }
+          entry.connected = true;
+          entry.attempt = 0;
+          delete entry.lastError;
+          clog.info('connected and subscribed');
+          const waiters = entry.connectWaiters;
+          entry.connectWaiters = [];
+          for (const w of waiters) w();
+          opts.onConnected?.(c.id);
+        } catch (err) {
+          entry.lastError = `subscribe failed: ${(err as Error).message}`;
+          clog.error({ err }, 'subscribing to request topics failed; reconnecting');
+          client.end(true);
+        }
+      })();
+    });
+    client.on('message', (topic, payload) => {
+      try {
+        opts.onMessage(c.id, topic, payload);
+      } catch (err) {
+        // One bad message must never take the connection (or the server) down.
+        clog.error({ err, topic }, 'message handler threw; message dropped');
+      }
+    });
+    client.on('error', (err) => {
+      entry.lastError = err.message;
+    });
+    client.on('close', () => {
+      const was = entry.connected;
+      entry.connected = false;
+      if (entry.closed || closing || entry.client !== client) return;
+      client.removeAllListeners();
+      client.on('error', () => undefined); // late socket errors after close are expected noise
+      entry.client = null;
+      const delay = nextDelay(entry.attempt, backoff);
+      entry.attempt += 1;
+      clog.warn(
+        { lastError: entry.lastError, attempt: entry.attempt, nextDelayMs: delay, wasConnected: was },
+        'broker connection lost; retrying',
+      );
+      entry.retry = opts.clock.setTimeout(() => {
+        entry.retry = null;
+        if (!entry.closed && !closing) connect(entry);
+      }, delay);
+    });
+  }
+
+  async function closeEntry(entry: Entry): Promise<void> {
+    entry.closed = true;
+    entry.connected = false;
+    if (entry.retry) opts.clock.clearTimeout(entry.retry);
+    entry.retry = null;
+    const client = entry.client;
+    entry.client = null;
+    if (client) {
+      await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+      client.removeAllListeners();
+    }
+  }
+
+  async function doRefresh(): Promise<void> {
+    let configs: BrokerConnectionConfig[];
+    try {
+      configs = await opts.loadBrokers();
+    } catch (err) {
+      log.error({ err }, 'could not read broker records; keeping current connections');
+      return;
+    }
+    const wanted = new Map(configs.filter((c) => c.status !== 'disabled').map((c) => [c.id, c]));
+    for (const [id, entry] of entries) {
+      const next = wanted.get(id);
+      if (!next || fingerprintOf(next) !== entry.fingerprint) {
+        log.info({ brokerId: id, reason: next ? 'settings changed' : 'disabled or removed' }, 'closing broker connection');
+        entries.delete(id);
+        await closeEntry(entry);
+      } else {
+        entry.config = next; // name/status changes need no reconnect
+      }
+    }
+    for (const [id, config] of wanted) {
+      if (entries.has(id) || closing) continue;
+      const entry: Entry = {
+        config,
+        fingerprint: fingerprintOf(config),
+        client: null,
+        connected: false,
+        attempt: 0,
+        retry: null,
+        closed: false,
+        connectWaiters: [],
+      };
+      entries.set(id, entry);
+      connect(entry);
+    }
+  }
+
+  function refresh(): Promise<void> {
+    // Serialise refreshes; a refresh asked for while one runs runs again afterwards.
+    const run = (refreshing ?? Promise.resolve()).then(doRefresh);
+    refreshing = run.finally(() => {
+      if (refreshing === run) refreshing = null;
+    });
+    return run;
+  }
+
+  return {
+    async start() {
+      await refresh();
+      const every = opts.refreshIntervalMs ?? 10_000;
+      if (every > 0) {
+        const tick = (): void => {
+          refreshTimer = opts.clock.setTimeout(() => {
+            void refresh().finally(() => {
+              if (!closing) tick();
+            });
+          }, every);
+        };
+        tick();
+      }
+    },
+    refresh,
+    publish(brokerId, topic, payload, o = {}) {
+      const entry = entries.get(brokerId);
+      const client = entry?.client;
+      if (!entry || !client || !entry.connected) return Promise.reject(new BrokerNotConnectedError(brokerId));
+      return new Promise<void>((resolve, reject) => {
+        client.publish(topic, payload, { qos: o.qos ?? 1, retain: o.retain ?? false }, (err) => (err ? reject(err) : resolve()));
+      });
+    },
+    status() {
+      return [...entries.values()].map((e) => ({
+        brokerId: e.config.id,
+        name: e.config.name,
+        connected: e.connected,
+        ...(e.lastError ? { lastError: e.lastError } : {}),
+      }));
+    },
+    isConnected: (brokerId) => entries.get(brokerId)?.connected ?? false,
+    waitConnected(brokerId, timeoutMs) {
+      const entry = entries.get(brokerId);
+      if (entry?.connected) return Promise.resolve();
+      if (!entry) return Promise.reject(new BrokerNotConnectedError(brokerId));
+      return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new BrokerNotConnectedError(brokerId)), timeoutMs);
+        entry.connectWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    },
+    async close() {
+      closing = true;
+      if (refreshTimer) opts.clock.clearTimeout(refreshTimer);
+      await refreshing?.catch(() => undefined);
+      const all = [...entries.values()];
+      entries.clear();
+      await Promise.all(all.map(closeEntry));
+    },
+  };
+}

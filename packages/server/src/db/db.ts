@@ -1,0 +1,35 @@
+/**
+ * One database interface over PostgreSQL (`pg`) and PGlite (embedded).
+ *
+ * Store functions take a {@link Queryable} (the pool or an open transaction), so the
+ * service that calls them decides where the transaction boundary is.
+ * SQL must be accepted by PostgreSQL 15 (PGlite is 18 and would accept more).
+ */
+
+export interface QueryResult<T> {
+  rows: T[];
+  /** Rows inserted, updated or deleted by the statement (0 for a SELECT on PGlite). */
+  rowCount: number;
+}
+
+export interface Queryable {
+  /** Runs one parameterised statement ($1, $2, …). Never interpolate values into `sql`. */
+  query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>>;
+}
+
+export type DbKind = 'postgres' | 'pglite';
+
+export interface Db extends Queryable {
+  readonly kind: DbKind;
+  /**
+   * Runs `fn` inside BEGIN … COMMIT on one connection; ROLLBACK and rethrow when it throws.
+   * On PGlite (one connection) every other query waits until the transaction ends.
+   */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** LISTEN on `channel`; returns a function that stops listening. */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /** NOTIFY `channel` with `payload` (delivered to every listener, in this process or another). */
+  notify(channel: string, payload: string): Promise<void>;
+  /** Closes the pool / the PGlite instance (and releases the PGlite lockfile). */
+  close(): Promise<void>;
+}

@@ -1,0 +1,120 @@
+/**
+ * The HTTP application. `buildServer(deps)` registers everything and does not listen (`main.ts` does);
+ * tests drive it with `app.inject`.
+ *
+ * Layout:
+ * - public: `/healthz`, `/readyz`, `/openapi.json`, `/docs` (Swagger UI from its bundled assets, no network);
+ * - `/api/v1`: the auth hook first (bearer token → `request.principal`), then brokers, devices and any
+ *   `deps.plugins` (e.g. the shadow routes), which therefore inherit authentication.
+ *
+ * JSON only (other content types → 415), bodies up to 256 KiB (→ 413). Every error answer is
+ * `{ error, message, code }` (see `error-handler.ts` and docs/errors.md). Answers carry `x-request-id`.
+ */
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import { authPlugin } from '../auth/auth.plugin.ts';
+import { brokerRoutes } from '../brokers/brokers.routes.ts';
+import { createBrokerService } from '../brokers/brokers.service.ts';
+import type { Config } from '../config.ts';
+import type { SecretBox } from '../crypto/secret-box.ts';
+import type { Db } from '../db/db.ts';
+import { deviceRoutes } from '../devices/devices.routes.ts';
+import { createDeviceService } from '../devices/devices.service.ts';
+import type { Logger } from '../log.ts';
+import { installErrorHandling, sendError } from './error-handler.ts';
+import { healthRoutes, type BrokerPoolView } from './health.routes.ts';
+import { createValidatorFactory } from './validation.ts';
+
+export type { BrokerPoolStatus, BrokerPoolView } from './health.routes.ts';
+export type { Principal, AdminScope } from '../auth/auth.plugin.ts';
+
+/** Largest accepted request body, bytes (256 KiB). */
+export const BODY_LIMIT = 256 * 1024;
+
+/** A request id a client may pass in `x-request-id` (anything else is replaced by a random UUID). */
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export interface ServerDeps {
+  db: Db;
+  log: Logger;
+  config: Config;
+  /** sha256 hex of the admin token (from `ensureAdminToken`). */
+  adminTokenHash: string;
+  /** Encrypts broker passwords at rest. */
+  secretBox: SecretBox;
+  /** The MQTT broker pool, for `/readyz`; without it readiness checks the database only. */
+  brokerPool?: BrokerPoolView | undefined;
+  /**
+   * Called after every committed broker change (create, update, delete). Default: `brokerPool.refresh()`.
+   * The lead wires the pool refresh plus a NOTIFY for the other instances here.
+   */
+  onBrokersChange?: (() => void | Promise<void>) | undefined;
+  /** Plugins registered under `/api/v1` after the auth hook (so they are authenticated), e.g. the shadow routes. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- plugins bring their own option types
+  plugins?: Array<{ plugin: FastifyPluginAsync<any>; opts?: object }> | undefined;
+}
+
+export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
+  const log = deps.log.child({ component: 'http' });
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT,
+    routerOptions: { maxParamLength: 512, ignoreTrailingSlash: true },
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
+    },
+    schemaController: { compilersFactory: { buildValidator: createValidatorFactory() } },
+    frameworkErrors: (err, request, reply) => sendError(err, request, reply, BODY_LIMIT),
+    // `__proto__` / `constructor.prototype` keys in a body are refused (400 INVALID_JSON), not stripped.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+  });
+
+  installErrorHandling(app, BODY_LIMIT);
+  // JSON only: without the text/plain parser every non-JSON body is 415.
+  app.removeContentTypeParser('text/plain');
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Switchyard API',
+        description: 'Control plane for moving IoT devices between MQTT brokers. Errors: `{ error, message, code }` (see docs/errors.md).',
+        version: '1',
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'Admin token (sya_…) or device token (syd_…)' } } },
+      security: [{ bearerAuth: [] }],
+      tags: [
+        { name: 'brokers', description: 'MQTT broker registry' },
+        { name: 'devices', description: 'Device registry' },
+        { name: 'health', description: 'Probes' },
+      ],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  await app.register(healthRoutes, { db: deps.db, brokerPool: deps.brokerPool });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const onBrokersChange = deps.onBrokersChange ?? (deps.brokerPool ? () => deps.brokerPool?.refresh() : undefined);
+  const brokers = createBrokerService({ db: deps.db, log: deps.log, secretBox: deps.secretBox, onChange: onBrokersChange });
+  const devices = createDeviceService({ db: deps.db, log: deps.log });
+
+  await app.register(
+    async (api) => {
+      await api.register(authPlugin, { db: deps.db, adminTokenHash: deps.adminTokenHash });
+      await api.register(brokerRoutes, { service: brokers });
+      await api.register(deviceRoutes, { service: devices });
+      for (const { plugin, opts } of deps.plugins ?? []) await api.register(plugin, opts ?? {});
+    },
+    { prefix: '/api/v1' },
+  );
+
+  return app;
+}

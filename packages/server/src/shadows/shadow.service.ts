@@ -1,0 +1,299 @@
+/**
+ * The shadow service: AWS IoT Device Shadow semantics over MQTT and HTTP, stored in PostgreSQL.
+ *
+ * Every request (from any broker or from HTTP) goes through one {@link Batcher}: a device's requests
+ * are applied one at a time in arrival order, each batch in ONE transaction that first takes an
+ * advisory lock per device (so several server instances serialise too), reads the current documents,
+ * applies the requests in memory with the pure rules of `@switchyard/protocol`, writes every touched
+ * shadow in one statement and commits durably. Only after the commit are replies published —
+ * a device never sees `accepted` for a change that could still be lost.
+ */
+import {
+  SHADOW_LIMITS,
+  SHADOW_MESSAGES,
+  applyUpdate,
+  deleteAcceptedMessage,
+  getAcceptedMessage,
+  parseClientToken,
+  parseTopic,
+  parseUpdateRequest,
+  shadowError,
+  shadowTopic,
+  type Namespace,
+  type ShadowDocument,
+  type ShadowErrorBody,
+  type UpdateShadowRequest,
+} from '@switchyard/protocol';
+import type { Db, Queryable } from '../db/db.ts';
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../log.ts';
+import { Batcher, QueueFullError } from './shadow-batcher.ts';
+import {
+  listShadowNames,
+  loadDeviceRoutes,
+  loadShadows,
+  lockDevices,
+  saveShadows,
+  shadowKey,
+  type DeviceRoute,
+  type StoredShadow,
+} from './shadows.store.ts';
+
+/** Where a request came from: a broker (a device, or anything allowed to publish there) or HTTP. */
+export type ShadowOrigin =
+  | { kind: 'mqtt'; brokerId: number; ns: Namespace }
+  | { kind: 'http'; actor: 'admin' | 'device' }
+  | { kind: 'internal' };
+
+interface BaseRequest {
+  deviceUuid: string;
+  /** '' is the classic (unnamed) shadow. */
+  shadowName: string;
+  origin: ShadowOrigin;
+}
+
+export type ShadowRequest =
+  | (BaseRequest & { op: 'get'; clientToken?: string })
+  | (BaseRequest & { op: 'delete'; clientToken?: string })
+  | (BaseRequest & { op: 'update'; request: UpdateShadowRequest });
+
+export type ShadowOutcome =
+  | { ok: true; op: 'get'; body: object }
+  | { ok: true; op: 'delete'; body: object }
+  | { ok: true; op: 'update'; body: object; version: number; delta?: object; documents: object }
+  | { ok: false; error: ShadowErrorBody };
+
+/** Publishes on one broker; failures are logged by the publisher, never thrown at the service. */
+export interface ShadowPublisher {
+  publish(brokerId: number, topic: string, payload: string, qos: 0 | 1): void;
+}
+
+export interface ShadowServiceOptions {
+  db: Db;
+  clock: Clock;
+  log: Logger;
+  publisher: ShadowPublisher;
+  /** Topic namespaces served; deltas go out in each. Default `['iot']`. */
+  namespaces?: Namespace[];
+  /** Parallel batch lanes (one transaction in flight per lane). Default 2 on PostgreSQL, 1 on PGlite. */
+  lanes?: number;
+  /** Largest batch per transaction. Default 500. */
+  maxBatch?: number;
+}
+
+export interface ShadowService {
+  submit(req: ShadowRequest): Promise<ShadowOutcome>;
+  /** Entry point for every message the broker pool receives on a shadow request topic. */
+  handleMqtt(brokerId: number, topic: string, payload: Buffer): void;
+  listNames(deviceUuid: string, opts: { limit: number; after?: string }): Promise<string[] | null>;
+  /** Waits for queued requests to finish (shutdown). */
+  drain(): Promise<void>;
+}
+
+/** The key `mqtt` of `desired` belongs to the server (broker assignment); nobody else may write it. */
+function writesServerOwnedKey(req: UpdateShadowRequest): boolean {
+  const desired = req.state.desired;
+  return desired !== null && desired !== undefined && Object.prototype.hasOwnProperty.call(desired, 'mqtt');
+}
+
+export function createShadowService(opts: ShadowServiceOptions): ShadowService {
+  const { db, clock, publisher } = opts;
+  const log = opts.log.child({ component: 'shadow-service' });
+  const namespaces = opts.namespaces ?? ['iot'];
+  const nowSeconds = (): number => Math.floor(clock.now() / 1000);
+
+  const batcher = new Batcher<ShadowRequest, ShadowOutcome>({
+    lanes: opts.lanes ?? (db.kind === 'postgres' ? 2 : 1),
+    maxBatch: opts.maxBatch ?? 500,
+    keyOf: (req) => req.deviceUuid,
+    process: processBatch,
+  });
+
+  async function processBatch(batch: ShadowRequest[]): Promise<ShadowOutcome[]> {
+    const uuids = [...new Set(batch.map((r) => r.deviceUuid))];
+    const keys = uniqueKeys(batch);
+    const writes = batch.some((r) => r.op !== 'get');
+    let routes: Map<string, DeviceRoute>;
+    let outcomes: ShadowOutcome[];
+    try {
+      const run = async (q: Queryable): Promise<ShadowOutcome[]> => {
+        if (writes) await lockDevices(q, uuids);
+        routes = await loadDeviceRoutes(q, uuids);
+        const current = await loadShadows(q, keys);
+        const dirty = new Map<string, StoredShadow>();
+        const results = batch.map((req) => applyOne(req, routes, current, dirty));
+        await saveShadows(q, [...dirty.values()]);
+        return results;
+      };
+      outcomes = writes ? await db.transaction(run) : await run(db);
+    } catch (err) {
+      log.error({ err, batchSize: batch.length }, 'shadow batch failed; answering 500 to each request');
+      const now = nowSeconds();
+      outcomes = batch.map((req) => ({
+        ok: false as const,
+        error: shadowError(500, SHADOW_MESSAGES.internal, now, clientTokenOf(req)),
+      }));
+      routes = new Map();
+    }
+    batch.forEach((req, i) => publishOutcome(req, outcomes[i]!, routes.get(req.deviceUuid)));
+    return outcomes;
+  }
+
+  function applyOne(
+    req: ShadowRequest,
+    routes: Map<string, DeviceRoute>,
+    current: Map<string, StoredShadow>,
+    dirty: Map<string, StoredShadow>,
+  ): ShadowOutcome {
+    const now = nowSeconds();
+    const token = clientTokenOf(req);
+    if (!routes.has(req.deviceUuid)) {
+      return { ok: false, error: shadowError(404, SHADOW_MESSAGES.thingNotFound, now, token) };
+    }
+    const key = shadowKey(req.deviceUuid, req.shadowName);
+    const stored = current.get(key);
+    const doc: ShadowDocument | null = stored?.document ?? null;
+    switch (req.op) {
+      case 'get':
+        if (!doc) return { ok: false, error: shadowError(404, SHADOW_MESSAGES.notFound(req.shadowName), now, token) };
+        return { ok: true, op: 'get', body: getAcceptedMessage(doc, now, token) };
+      case 'delete': {
+        if (!doc || !stored) {
+          return { ok: false, error: shadowError(404, SHADOW_MESSAGES.notFound(req.shadowName), now, token) };
+        }
+        const next: StoredShadow = { ...stored, document: null };
+        current.set(key, next);
+        dirty.set(key, next);
+        return { ok: true, op: 'delete', body: deleteAcceptedMessage(stored.version, now, token) };
+      }
+      case 'update': {
+        if (req.origin.kind !== 'internal' && writesServerOwnedKey(req.request)) {
+          return { ok: false, error: shadowError(403, SHADOW_MESSAGES.forbidden, now, token) };
+        }
+        const result = applyUpdate(doc, req.request, now, { priorVersion: stored?.version ?? 0 });
+        if (!result.ok) return { ok: false, error: result.error };
+        const next: StoredShadow = {
+          deviceUuid: req.deviceUuid,
+          shadowName: req.shadowName,
+          document: result.document,
+          version: result.document.version,
+        };
+        current.set(key, next);
+        dirty.set(key, next);
+        return {
+          ok: true,
+          op: 'update',
+          body: result.accepted,
+          version: result.document.version,
+          documents: result.documents,
+          ...(result.delta ? { delta: result.delta } : {}),
+        };
+      }
+      default: {
+        const unreachable: never = req;
+        throw new Error(`unknown shadow op ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  /** Brokers a device may be listening on: where the request came from, where it is, where it should be. */
+  function deviceBrokers(req: ShadowRequest, route: DeviceRoute | undefined): number[] {
+    const ids = new Set<number>();
+    if (req.origin.kind === 'mqtt') ids.add(req.origin.brokerId);
+    if (route?.connectedBrokerId != null) ids.add(route.connectedBrokerId);
+    if (route?.brokerId != null) ids.add(route.brokerId);
+    return [...ids];
+  }
+
+  function publishOutcome(req: ShadowRequest, outcome: ShadowOutcome, route: DeviceRoute | undefined): void {
+    const { deviceUuid: uuid, shadowName: name } = req;
+    if (!outcome.ok) {
+      // Errors go only to the requester (HTTP callers get the status code instead).
+      if (req.origin.kind === 'mqtt') {
+        publisher.publish(req.origin.brokerId, shadowTopic(uuid, name, req.op, 'rejected', req.origin.ns), JSON.stringify(outcome.error), 1);
+      }
+      return;
+    }
+    if (outcome.op === 'get') {
+      if (req.origin.kind === 'mqtt') {
+        publisher.publish(req.origin.brokerId, shadowTopic(uuid, name, 'get', 'accepted', req.origin.ns), JSON.stringify(outcome.body), 1);
+      }
+      return;
+    }
+    const replyNs: Namespace[] = req.origin.kind === 'mqtt' ? [req.origin.ns] : namespaces;
+    const brokers = deviceBrokers(req, route);
+    const accepted = JSON.stringify(outcome.body);
+    for (const brokerId of brokers) {
+      for (const ns of replyNs) publisher.publish(brokerId, shadowTopic(uuid, name, outcome.op, 'accepted', ns), accepted, 1);
+    }
+    if (outcome.op !== 'update') return;
+    const documents = JSON.stringify(outcome.documents);
+    const delta = outcome.delta ? JSON.stringify(outcome.delta) : undefined;
+    for (const brokerId of brokers) {
+      for (const ns of replyNs) publisher.publish(brokerId, shadowTopic(uuid, name, 'update', 'documents', ns), documents, 0);
+      // A delta is state the device must act on: every namespace, QoS 1.
+      if (delta) for (const ns of namespaces) publisher.publish(brokerId, shadowTopic(uuid, name, 'update', 'delta', ns), delta, 1);
+    }
+  }
+
+  function rejectNow(brokerId: number, ns: Namespace, uuid: string, name: string, op: 'get' | 'update' | 'delete', error: ShadowErrorBody): void {
+    publisher.publish(brokerId, shadowTopic(uuid, name, op, 'rejected', ns), JSON.stringify(error), 1);
+  }
+
+  async function submit(req: ShadowRequest): Promise<ShadowOutcome> {
+    try {
+      return await batcher.submit(req);
+    } catch (err) {
+      const now = nowSeconds();
+      if (err instanceof QueueFullError) {
+        const outcome: ShadowOutcome = { ok: false, error: shadowError(429, SHADOW_MESSAGES.tooManyRequests, now, clientTokenOf(req)) };
+        publishOutcome(req, outcome, undefined);
+        return outcome;
+      }
+      log.error({ err, deviceUuid: req.deviceUuid }, 'shadow request failed');
+      return { ok: false, error: shadowError(500, SHADOW_MESSAGES.internal, now, clientTokenOf(req)) };
+    }
+  }
+
+  function handleMqtt(brokerId: number, topic: string, payload: Buffer): void {
+    const parsed = parseTopic(topic);
+    if (!parsed || parsed.kind !== 'shadow' || parsed.reply !== undefined) {
+      log.debug({ brokerId, topic }, 'ignored message on a topic that is not a shadow request');
+      return;
+    }
+    if (!namespaces.includes(parsed.ns)) return;
+    const { deviceUuid, shadowName, op, ns } = parsed;
+    const origin: ShadowOrigin = { kind: 'mqtt', brokerId, ns };
+    if (op === 'update') {
+      const r = parseUpdateRequest(payload);
+      if (!r.ok) {
+        rejectNow(brokerId, ns, deviceUuid, shadowName, op, shadowError(r.error.code, r.error.message, nowSeconds(), r.clientToken));
+        return;
+      }
+      void submit({ op, deviceUuid, shadowName, origin, request: r.request });
+      return;
+    }
+    const clientToken = parseClientToken(payload);
+    void submit({ op, deviceUuid, shadowName, origin, ...(clientToken !== undefined ? { clientToken } : {}) });
+  }
+
+  async function listNames(deviceUuid: string, o: { limit: number; after?: string }): Promise<string[] | null> {
+    const routes = await loadDeviceRoutes(db, [deviceUuid]);
+    if (!routes.has(deviceUuid)) return null;
+    return listShadowNames(db, deviceUuid, o);
+  }
+
+  return { submit, handleMqtt, listNames, drain: () => batcher.idle() };
+}
+
+function clientTokenOf(req: ShadowRequest): string | undefined {
+  return req.op === 'update' ? req.request.clientToken : req.clientToken;
+}
+
+function uniqueKeys(batch: ShadowRequest[]): Array<{ deviceUuid: string; shadowName: string }> {
+  const seen = new Map<string, { deviceUuid: string; shadowName: string }>();
+  for (const r of batch) seen.set(shadowKey(r.deviceUuid, r.shadowName), { deviceUuid: r.deviceUuid, shadowName: r.shadowName });
+  return [...seen.values()];
+}
+
+export { SHADOW_LIMITS };

@@ -1,0 +1,123 @@
+/**
+ * All SQL of the shadow service. Batches are encoded as ONE JSON parameter
+ * (`jsonb_to_recordset`), which PostgreSQL parses far faster than `pg` array escaping
+ * (stack-notes: ≈ 56 µs per row for arrays).
+ */
+import type { Queryable } from '../db/db.ts';
+import type { JsonObject, ShadowDocument } from '@switchyard/protocol';
+
+export interface DeviceRoute {
+  uuid: string;
+  /** The broker the device is assigned to (`devices.mqtt_broker_id`). */
+  brokerId: number | null;
+  /** The broker the device last announced itself on (presence), if known. */
+  connectedBrokerId: number | null;
+}
+
+/** A stored shadow row; `deleted` rows keep their version so numbering continues. */
+export interface StoredShadow {
+  deviceUuid: string;
+  shadowName: string;
+  document: ShadowDocument | null;
+  version: number;
+}
+
+/**
+ * Serialises every writer of these devices' shadows, across server instances, until the
+ * transaction ends. Keys are locked in sorted order so two batches never deadlock.
+ */
+export async function lockDevices(q: Queryable, uuids: readonly string[]): Promise<void> {
+  const sorted = [...uuids].sort();
+  await q.query(
+    `SELECT pg_advisory_xact_lock(hashtextextended(u, 7411)) FROM jsonb_array_elements_text($1::jsonb) WITH ORDINALITY AS t(u, i) ORDER BY i`,
+    [JSON.stringify(sorted)],
+  );
+}
+
+export async function loadDeviceRoutes(q: Queryable, uuids: readonly string[]): Promise<Map<string, DeviceRoute>> {
+  const { rows } = await q.query<{ uuid: string; mqtt_broker_id: number | null; connected_broker_id: number | null }>(
+    `SELECT uuid, mqtt_broker_id, connected_broker_id FROM devices
+      WHERE uuid IN (SELECT jsonb_array_elements_text($1::jsonb))`,
+    [JSON.stringify(uuids)],
+  );
+  return new Map(
+    rows.map((r) => [r.uuid, { uuid: r.uuid, brokerId: r.mqtt_broker_id, connectedBrokerId: r.connected_broker_id }]),
+  );
+}
+
+interface ShadowRow {
+  device_uuid: string;
+  shadow_name: string;
+  desired: JsonObject | null;
+  reported: JsonObject | null;
+  metadata: { desired?: JsonObject; reported?: JsonObject } | null;
+  version: number | string;
+  deleted: boolean;
+}
+
+function toStored(r: ShadowRow): StoredShadow {
+  const version = Number(r.version);
+  if (r.deleted) return { deviceUuid: r.device_uuid, shadowName: r.shadow_name, document: null, version };
+  const state: ShadowDocument['state'] = {};
+  if (r.desired) state.desired = r.desired;
+  if (r.reported) state.reported = r.reported;
+  const metadata: ShadowDocument['metadata'] = {};
+  if (r.metadata?.desired) metadata.desired = r.metadata.desired;
+  if (r.metadata?.reported) metadata.reported = r.metadata.reported;
+  return { deviceUuid: r.device_uuid, shadowName: r.shadow_name, document: { state, metadata, version }, version };
+}
+
+export function shadowKey(deviceUuid: string, shadowName: string): string {
+  return `${deviceUuid}\u0000${shadowName}`;
+}
+
+export async function loadShadows(
+  q: Queryable,
+  keys: ReadonlyArray<{ deviceUuid: string; shadowName: string }>,
+): Promise<Map<string, StoredShadow>> {
+  const { rows } = await q.query<ShadowRow>(
+    `SELECT s.device_uuid, s.shadow_name, s.desired, s.reported, s.metadata, s.version, s.deleted
+       FROM device_shadows s
+       JOIN jsonb_to_recordset($1::jsonb) AS k(u text, n text) ON s.device_uuid = k.u AND s.shadow_name = k.n`,
+    [JSON.stringify(keys.map((k) => ({ u: k.deviceUuid, n: k.shadowName })))],
+  );
+  return new Map(rows.map((r) => [shadowKey(r.device_uuid, r.shadow_name), toStored(r)]));
+}
+
+/** Writes the final state of every shadow a batch touched, in one statement (one row per key). */
+export async function saveShadows(q: Queryable, shadows: readonly StoredShadow[]): Promise<void> {
+  if (shadows.length === 0) return;
+  const rows = shadows.map((s) => ({
+    u: s.deviceUuid,
+    n: s.shadowName,
+    d: s.document?.state.desired,
+    r: s.document?.state.reported,
+    m: s.document ? s.document.metadata : {},
+    v: s.version,
+    x: s.document === null,
+  }));
+  await q.query(
+    `INSERT INTO device_shadows AS s (device_uuid, shadow_name, desired, reported, metadata, version, deleted)
+     SELECT u, n, d, r, m, v, x FROM jsonb_to_recordset($1::jsonb)
+         AS t(u text, n text, d jsonb, r jsonb, m jsonb, v bigint, x boolean)
+     ON CONFLICT (device_uuid, shadow_name) DO UPDATE
+        SET desired = EXCLUDED.desired, reported = EXCLUDED.reported, metadata = EXCLUDED.metadata,
+            version = EXCLUDED.version, deleted = EXCLUDED.deleted, updated_at = now()`,
+    [JSON.stringify(rows)],
+  );
+}
+
+/** Names of a device's live shadows ('' = the classic shadow is left out), paged by name. */
+export async function listShadowNames(
+  q: Queryable,
+  deviceUuid: string,
+  opts: { limit: number; after?: string },
+): Promise<string[]> {
+  const { rows } = await q.query<{ shadow_name: string }>(
+    `SELECT shadow_name FROM device_shadows
+      WHERE device_uuid = $1 AND deleted = false AND shadow_name <> '' AND shadow_name > $2
+      ORDER BY shadow_name LIMIT $3`,
+    [deviceUuid, opts.after ?? '', opts.limit],
+  );
+  return rows.map((r) => r.shadow_name);
+}

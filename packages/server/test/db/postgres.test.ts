@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { migrate } from '../../src/db/migrate.ts';
+import { openDb } from '../../src/db/open-db.ts';
+import { createPgDb } from '../../src/db/pg-db.ts';
+import { createLogger, silentLogger } from '../../src/log.ts';
+import { startPostgres, type TestPostgres } from '../../../../test/helpers/postgres.ts';
+import { realServers } from '../../../../test/helpers/real.ts';
+import { dbContract } from './db-contract.ts';
+
+const { skip } = realServers(['postgres']);
+let contractServer: TestPostgres | undefined;
+
+dbContract(
+  'PostgreSQL',
+  {
+    kind: 'postgres',
+    async open() {
+      contractServer = await startPostgres();
+      return createPgDb(contractServer.url, { max: 4 });
+    },
+    cleanup: async () => contractServer?.stop(),
+  },
+  { skip },
+);
+
+describe('createPgDb (PostgreSQL only)', { skip }, () => {
+  let server: TestPostgres;
+  let admin: pg.Client;
+  const lines: string[] = [];
+  const log = createLogger({ level: 'debug', destination: { write: (s: string) => void lines.push(s) } });
+
+  before(async () => {
+    server = await startPostgres();
+    admin = new pg.Client({ connectionString: server.url });
+    await admin.connect();
+  });
+  after(async () => {
+    await admin?.end();
+    await server?.stop();
+  });
+
+  const terminate = (appName: string) =>
+    admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()', [appName]);
+
+  it('re-LISTENs every channel after the listener connection is killed, and logs it', async () => {
+    const db = await createPgDb(server.url, { log, listenRetryBaseMs: 20, listenRetryMaxMs: 200 });
+    try {
+      const got: string[] = [];
+      const stop = await db.listen('sy_reconnect', (p) => got.push(p));
+      await db.notify('sy_reconnect', 'before');
+      await waitUntil(() => got.includes('before'));
+      const killed = await terminate('switchyard-listen');
+      assert.equal(killed.rowCount, 1);
+      // Until the reconnect lands, notifications are lost: keep sending until one arrives.
+      const deadline = Date.now() + 10_000;
+      let i = 0;
+      while (!got.some((p) => p.startsWith('after-')) && Date.now() < deadline) {
+        await db.notify('sy_reconnect', `after-${i++}`);
+        await sleep(50);
+      }
+      assert.ok(got.some((p) => p.startsWith('after-')), `delivered after reconnect: ${JSON.stringify(got)}`);
+      assert.ok(lines.some((l) => l.includes('LISTEN connection lost')), 'drop logged');
+      assert.ok(lines.some((l) => l.includes('LISTEN connection re-established')), 'reconnect logged');
+      await stop();
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('logs a pooled connection that dies while idle and keeps serving queries', async () => {
+    const db = await createPgDb(server.url, { log, max: 2 });
+    try {
+      await Promise.all([db.query('SELECT pg_sleep(0.05)'), db.query('SELECT pg_sleep(0.05)')]); // two idle clients
+      lines.length = 0;
+      await terminate('switchyard');
+      await waitUntil(() => lines.some((l) => l.includes('idle PostgreSQL connection failed')));
+      assert.deepEqual((await db.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('survives the connection dying inside a transaction: rejects, and the pool recovers', async () => {
+    const db = await createPgDb(server.url, { log, max: 1 });
+    try {
+      await assert.rejects(
+        db.transaction(async (tx) => {
+          const { rows } = await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+          await admin.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+          await tx.query('SELECT 1');
+        }),
+      );
+      assert.deepEqual((await db.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('applies each migration exactly once when two instances migrate a fresh database at once', async () => {
+    const fresh = await startPostgres();
+    const [a, b] = await Promise.all([createPgDb(fresh.url), createPgDb(fresh.url)]);
+    try {
+      const [ra, rb] = await Promise.all([migrate(a, silentLogger()), migrate(b, silentLogger())]);
+      assert.deepEqual([...ra.applied, ...rb.applied].sort(), ['001_init']);
+      const rows = await a.query('SELECT version FROM schema_migrations');
+      assert.equal(rows.rowCount, 1);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await fresh.stop();
+    }
+  });
+
+  it('fails to open with a clear error and no password in it', async () => {
+    const url = 'postgres://someone:s3cret@127.0.0.1:1/nowhere';
+    await assert.rejects(createPgDb(url), (err: Error) => {
+      assert.match(err.message, /cannot connect to PostgreSQL at postgres:\/\/someone:\*\*\*@127\.0\.0\.1:1\/nowhere/);
+      assert.doesNotMatch(err.message, /s3cret/);
+      return true;
+    });
+  });
+
+  it('opens through openDb when a database URL is given, migrated', async () => {
+    const fresh = await startPostgres();
+    const db = await openDb({ databaseUrl: fresh.url, dataDir: '/nonexistent-unused', log: silentLogger() });
+    try {
+      assert.equal(db.kind, 'postgres');
+      assert.equal((await db.query('SELECT version FROM schema_migrations')).rowCount, 1);
+    } finally {
+      await db.close();
+      await fresh.stop();
+    }
+  });
+});
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+async function waitUntil(cond: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(10);
+  }
+}

@@ -1,0 +1,3 @@
+import { shadowContract } from './shadow-contract.ts';
+
+shadowContract('embedded', false);
