@@ -11,7 +11,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findMosquittoBinaries, findPostgresBinDir, startPgCluster } from './test-servers.mjs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { findMosquittoBinaries, findPostgresBinDir, reapServersUnder, startPgCluster } from './test-servers.mjs';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const excluded = new Set(['node_modules', 'dist', '.git']);
@@ -81,7 +83,19 @@ if (files.length === 0) {
 }
 
 const mode = process.env.SWITCHYARD_TEST_REAL === 'required' ? 'required' : 'auto';
+// One temp dir per run holds every server's temp dir, so that servers a killed test process left behind can be
+// found and stopped afterwards. 0755: postgres and mosquitto (non-root users) must traverse it.
+const runDir = mkdtempSync(join(tmpdir(), 'sy-test-run-'));
+chmodSync(runDir, 0o755);
+process.env.SWITCHYARD_TEST_TMPDIR = runDir;
 const env = { ...process.env };
+function cleanRunDir() {
+  const reaped = reapServersUnder(runDir);
+  if (reaped.length > 0) {
+    process.stderr.write(`run-tests: stopped ${reaped.length} server(s) left running by tests that did not stop them:\n  ${reaped.join('\n  ')}\n`);
+  }
+  rmSync(runDir, { recursive: true, force: true });
+}
 let cluster = null;
 let pgStatus;
 const pgBin = findPostgresBinDir();
@@ -93,6 +107,7 @@ if (process.env.SWITCHYARD_TEST_PG_URL) {
     cluster = await startPgCluster({ binDir: pgBin });
   } catch (err) {
     process.stderr.write(`run-tests: could not start the shared PostgreSQL cluster:\n${err instanceof Error ? err.message : err}\n`);
+    cleanRunDir();
     process.exit(1);
   }
   env.SWITCHYARD_TEST_PG_URL = cluster.url;
@@ -109,11 +124,11 @@ process.stdout.write(`# real servers: ${pgStatus}, ${mqStatus}; SWITCHYARD_TEST_
 
 let stopping = null;
 function stopCluster() {
-  stopping ??= cluster === null
-    ? Promise.resolve()
-    : cluster.stop().catch((err) => {
-        process.stderr.write(`run-tests: stopping the PostgreSQL cluster failed: ${err instanceof Error ? err.message : err}\n`);
-      });
+  stopping ??= (cluster === null ? Promise.resolve() : cluster.stop())
+    .catch((err) => {
+      process.stderr.write(`run-tests: stopping the PostgreSQL cluster failed: ${err instanceof Error ? err.message : err}\n`);
+    })
+    .then(cleanRunDir);
   return stopping;
 }
 
@@ -142,6 +157,6 @@ child.once('error', async (err) => {
 child.once('exit', async (code, signal) => {
   await stopCluster();
   const signals = { SIGINT: 2, SIGTERM: 15, SIGKILL: 9 };
-  if (code !== null) process.exit(receivedSignal !== null && code === 0 ? 128 + signals[receivedSignal] : code);
-  process.exit(128 + (signals[signal] ?? 1));
+  if (receivedSignal !== null) process.exit(128 + signals[receivedSignal]);
+  process.exit(code ?? 128 + (signals[signal] ?? 1));
 });

@@ -3,6 +3,12 @@
 /** A TCP port that was free on 127.0.0.1 a moment ago. */
 export function freePort(): Promise<number>;
 
+/** Parent of the helpers' temp dirs: SWITCHYARD_TEST_TMPDIR (one per `npm test` run) or the OS temp dir. */
+export function testTempRoot(): string;
+
+/** Kills servers still running from temp dirs under `root`; returns their dirs. */
+export function reapServersUnder(root: string): string[];
+
 /** Absolute path of an executable found in $PATH or the sbin directories, or null. */
 export function findExecutable(name: string, extraDirs?: string[]): string | null;
 

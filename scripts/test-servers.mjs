@@ -6,7 +6,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants as fsConstants, readdirSync, rmSync } from 'node:fs';
+import { accessSync, existsSync, constants as fsConstants, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { appendFile, chown, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -29,6 +29,58 @@ export function freePort() {
       server.close((err) => (err ? reject(err) : resolve(port)));
     });
   });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Temp dirs
+
+/**
+ * Where helpers create their temp dirs: `SWITCHYARD_TEST_TMPDIR` (set by run-tests.mjs to one dir per run, which
+ * it sweeps afterwards for servers that a killed test process left behind), else the OS temp dir.
+ */
+export function testTempRoot() {
+  return process.env.SWITCHYARD_TEST_TMPDIR || tmpdir();
+}
+
+/**
+ * Kills whatever servers are still running from temp dirs under `root` (a `server.pid` file for Mosquitto, a
+ * `data/postmaster.pid` for PostgreSQL) and returns their dirs. For run-tests.mjs, after the test processes exit.
+ */
+export function reapServersUnder(root) {
+  const reaped = [];
+  let entries = [];
+  try {
+    entries = readdirSync(root);
+  } catch {
+    return reaped; // nothing was created
+  }
+  for (const entry of entries) {
+    const dir = join(root, entry);
+    const postmasterPid = join(dir, 'data', 'postmaster.pid');
+    if (existsSync(postmasterPid)) {
+      const [file, argv] = isRoot()
+        ? ['runuser', ['-u', 'postgres', '--', join(findPostgresBinDir() ?? '', 'pg_ctl'), '-D', join(dir, 'data'), '-m', 'immediate', '-w', 'stop']]
+        : [join(findPostgresBinDir() ?? '', 'pg_ctl'), ['-D', join(dir, 'data'), '-m', 'immediate', '-w', 'stop']];
+      spawnSync(file, argv, { stdio: 'ignore', timeout: 10_000 });
+      reaped.push(dir);
+    }
+    const serverPid = join(dir, 'server.pid');
+    if (existsSync(serverPid)) {
+      const pid = Number(readFileSync(serverPid, 'utf8').trim());
+      let cmdline = '';
+      try {
+        cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      } catch {
+        cmdline = ''; // already gone
+      }
+      // Only kill the process if it is still the one started in this dir (pids get reused).
+      if (pid > 0 && cmdline.includes(dir)) {
+        process.kill(pid, 'SIGKILL');
+        reaped.push(dir);
+      }
+    }
+  }
+  return reaped;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -194,7 +246,7 @@ export async function startPgCluster({
     throw new Error('running as root, but there is no user "postgres" to run PostgreSQL as (PostgreSQL refuses root)');
   }
 
-  const dir = await mkdtemp(join(tmpdir(), 'sy-pg-'));
+  const dir = await mkdtemp(join(testTempRoot(), 'sy-pg-'));
   const dataDir = join(dir, 'data');
   const logFile = join(dir, 'postgres.log');
   const removeDir = () => rm(dir, { recursive: true, force: true });

@@ -12,10 +12,16 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { chmod, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { findExecutable, findMosquittoBinaries, freePort, isRoot, systemUser } from '../../scripts/test-servers.mjs';
+import {
+  findExecutable,
+  findMosquittoBinaries,
+  freePort,
+  isRoot,
+  systemUser,
+  testTempRoot,
+} from '../../scripts/test-servers.mjs';
 
 export interface StartMosquittoOptions {
   /** Lines appended to the generated config (after the defaults, so e.g. a plugin or ACL file can be added). */
@@ -102,7 +108,7 @@ export async function startMosquitto(opts: StartMosquittoOptions = {}): Promise<
   const { mosquitto } = findMosquittoBinaries();
   if (mosquitto === null) throw new Error('mosquitto binary not found (install mosquitto)');
   const owner = isRoot() ? systemUser('mosquitto') : null;
-  const dir = await mkdtemp(join(tmpdir(), 'sy-mosquitto-'));
+  const dir = await mkdtemp(join(testTempRoot(), 'sy-mosquitto-'));
   try {
     return await startIn(dir, mosquitto, owner, opts);
   } catch (err) {
@@ -174,6 +180,8 @@ async function startIn(
     child.once('error', (err) => {
       spawnError = err;
     });
+    // For run-tests.mjs, which kills brokers left behind by a test process that died without stop().
+    if (child.pid !== undefined) await writeFile(join(dir, 'server.pid'), String(child.pid));
 
     const deadline = Date.now() + startTimeoutMs;
     let up = false;

@@ -109,8 +109,6 @@ function summary(effects: MigrationEffect[]): string[] {
           return `report:${e.status}:${e.broker.brokerId}`;
         case 'persist':
           return `persist:${e.broker.brokerId}:${e.appliedVersion}${e.pending ? `:pending=${e.pending.target.brokerId}@${e.pending.version}` : ''}`;
-        default:
-          return e.type;
       }
     });
 }
@@ -499,7 +497,7 @@ describe('migration-machine behaviours', () => {
     });
     // attempts 1..5 fail too: delays 1000, 2000, 4000 (cap 8000 × 0.5), 4000
     const delays: number[] = [];
-    let state = r1.state;
+    let state: MigrationState = r1.state;
     for (let attempt = 1; attempt <= 4; attempt++) {
       state = machine.transition(state, ev.backoffElapsed(attemptIdOf(5, attempt - 1))).state;
       assert.equal(state.name, 'connecting');

@@ -10,7 +10,7 @@
 import { isIP } from 'node:net';
 import { insertAudit } from '../audit/audit.store.ts';
 import type { SecretBox } from '../crypto/secret-box.ts';
-import type { Db, Queryable } from '../db/db.ts';
+import type { Db } from '../db/db.ts';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import {

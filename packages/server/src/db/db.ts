@@ -13,7 +13,12 @@ export interface QueryResult<T> {
 }
 
 export interface Queryable {
-  /** Runs one parameterised statement ($1, $2, …). Never interpolate values into `sql`. */
+  /**
+   * Runs one parameterised statement ($1, $2, …). Never interpolate values into `sql`.
+   * Without params (both drivers' simple protocol) `sql` may hold several statements; the last one's result
+   * is returned (migrations use this). `int8` comes back as a number (a string beyond 2^53), jsonb parsed.
+   * A jsonb parameter: pass `JSON.stringify(value)` — `pg` would turn a JS array into a PostgreSQL array.
+   */
   query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>>;
 }
 

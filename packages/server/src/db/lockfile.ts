@@ -7,7 +7,7 @@
  * dead owner's pid reused by an unrelated live process keeps the lock held until that process exits or the
  * file is removed by hand.
  */
-import { link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
@@ -53,13 +53,35 @@ export async function acquireDirLock(dir: string, opts: { log?: Logger } = {}): 
   const log = (opts.log ?? silentLogger()).child({ component: 'dir-lock' });
   const path = join(dir, LOCK_FILE);
   await mkdir(dir, { recursive: true });
+  // Contenders inside this process take turns: our pid in a lockfile then means "held here" or "left by an
+  // earlier process with our pid", never "another call of ours half-way through creating it".
+  const previous = acquiringHere.get(path) ?? Promise.resolve();
+  const mine = previous.then(() => acquire(dir, path, log));
+  const settled = mine.then(
+    () => undefined,
+    () => undefined,
+  );
+  acquiringHere.set(path, settled);
+  try {
+    return await mine;
+  } finally {
+    if (acquiringHere.get(path) === settled) acquiringHere.delete(path);
+  }
+}
 
+/** In-process queue of acquisitions, per lockfile path. */
+const acquiringHere = new Map<string, Promise<void>>();
+
+async function acquire(dir: string, path: string, log: Logger): Promise<DirLock> {
   for (let attempt = 0; attempt < 20; attempt++) {
     try {
       const fh = await open(path, 'wx');
       try {
         await fh.writeFile(`${process.pid}\n`);
         await fh.sync();
+      } catch (err) {
+        await unlink(path).catch((unlinkErr: unknown) => log.warn({ err: unlinkErr, path }, 'could not remove a half-written lockfile'));
+        throw err;
       } finally {
         await fh.close();
       }
@@ -89,26 +111,57 @@ export async function acquireDirLock(dir: string, opts: { log?: Logger } = {}): 
       throw new Error(`data directory ${dir} is in use by process ${pid}`);
     }
 
-    // Stale. Move it aside atomically (only one contender can move a given file), then check that what we
-    // moved is the stale lock we judged and not a fresh one another contender created in between.
-    const aside = `${path}.stale.${process.pid}.${attempt}`;
-    try {
-      await rename(path, aside);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw new Error(`cannot take over stale lockfile ${path}: ${(err as Error).message}`, { cause: err });
+    // Stale. Remove it only while holding the takeover lock, and only if it still holds the pid we judged:
+    // without that, a contender that judged the same stale file could delete a fresh lock created meanwhile.
+    const tookOver = await withTakeoverLock(path, log, async () => {
+      let current: number | undefined;
+      try {
+        current = await readPid(path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw err;
+      }
+      if (current !== pid) return false; // someone else took it over already: start again
+      await unlink(path);
+      return true;
+    });
+    if (tookOver) {
+      log.warn({ dir, stalePid: pid ?? null }, `taking over stale lock of data directory ${dir} (process ${pid ?? '?'} is gone)`);
     }
-    const movedPid = await readPid(aside).catch(() => undefined);
-    if (movedPid !== pid) {
-      // We moved someone's fresh lock: put it back (unless yet another lock appeared) and start over.
-      await link(aside, path).catch((err: unknown) => log.warn({ err, path }, 'could not restore a lockfile moved by mistake'));
-      await unlink(aside).catch((err: unknown) => log.warn({ err, aside }, 'could not remove a moved lockfile'));
-      continue;
-    }
-    await unlink(aside).catch((err: unknown) => log.warn({ err, aside }, 'could not remove the stale lockfile'));
-    log.warn({ dir, stalePid: pid ?? null }, `taking over stale lock of data directory ${dir} (process ${pid ?? '?'} is gone)`);
   }
   throw new Error(`could not acquire lockfile ${path}: too much contention`);
+}
+
+/** Runs `fn` while holding `<lockfile>.takeover` (created with `wx`, holding our pid). */
+async function withTakeoverLock<T>(lockPath: string, log: Logger, fn: () => Promise<T>): Promise<T> {
+  const path = `${lockPath}.takeover`;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await writeFile(path, `${process.pid}\n`, { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new Error(`cannot create ${path}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    const holder = await readPid(path).catch(() => undefined);
+    // Our own pid here is a leftover of an earlier process: acquisitions in this process take turns.
+    const live = holder !== undefined && holder !== process.pid && isAlive(holder);
+    if (!live && (holder !== undefined || attempt >= 10)) {
+      // Its holder crashed in the few milliseconds it holds this file (or left it empty): clear it.
+      log.warn({ path, holder: holder ?? null }, 'removing a takeover lock left by a dead process');
+      await unlink(path).catch((err: unknown) => log.warn({ err, path }, 'could not remove the dead takeover lock; retrying'));
+    } else if (attempt > 100) {
+      throw new Error(`could not take over lockfile ${lockPath}: ${path} stays held by process ${holder ?? '?'}`);
+    } else {
+      await sleep(20);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await unlink(path).catch((err: unknown) => log.warn({ err, path }, 'could not remove the takeover lock'));
+  }
 }
 
 function makeLock(path: string, log: Logger): DirLock {

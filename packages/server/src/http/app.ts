@@ -52,7 +52,6 @@ export interface ServerDeps {
    */
   onBrokersChange?: (() => void | Promise<void>) | undefined;
   /** Plugins registered under `/api/v1` after the auth hook (so they are authenticated), e.g. the shadow routes. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- plugins bring their own option types
   plugins?: Array<{ plugin: FastifyPluginAsync<any>; opts?: object }> | undefined;
 }
 

@@ -36,11 +36,3 @@ export const PG_INT_MAX = 2147483647;
 export const idSchema = { type: 'integer', minimum: 1, maximum: PG_INT_MAX } as const;
 
 export const timestampSchema = { type: 'string', format: 'date-time' } as const;
-
-/** ISO 8601 text of a timestamp column (pg and PGlite give Date; be lenient with strings). */
-export function toIso(value: Date | string): string;
-export function toIso(value: Date | string | null): string | null;
-export function toIso(value: Date | string | null): string | null {
-  if (value === null) return null;
-  return value instanceof Date ? value.toISOString() : new Date(value).toISOString();
-}

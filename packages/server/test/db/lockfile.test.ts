@@ -104,6 +104,49 @@ describe('acquireDirLock', () => {
     for (const r of results) if (r.status === 'rejected') assert.match(String(r.reason), /is in use by process/);
     await (won[0] as PromiseFulfilledResult<{ release(): Promise<void> }>).value.release();
   });
+  it('lets exactly one of several processes take a stale lock at once', async () => {
+    const dir = freshDir();
+    const dead = await liveChild();
+    await dead.kill();
+    await acquireDirLock(dir).then((l) => l.release());
+    await writeFile(join(dir, LOCK_FILE), `${dead.pid}\n`);
+    const lockModule = new URL('../../src/db/lockfile.ts', import.meta.url).href;
+    // Each child tries once, reports, and holds what it got until its stdin closes.
+    const script = `
+      const { acquireDirLock } = await import(${JSON.stringify(lockModule)});
+      let lock;
+      try { lock = await acquireDirLock(${JSON.stringify(dir)}); process.stdout.write('ok\\n'); }
+      catch (err) { process.stdout.write('refused: ' + err.message + '\\n'); }
+      process.stdin.resume();
+      process.stdin.on('end', async () => { await lock?.release(); process.exit(0); });`;
+    const children = Array.from({ length: 3 }, () =>
+      spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] }),
+    );
+    const answers = await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<string>((resolve, reject) => {
+            let out = '';
+            c.stdout.on('data', (d: Buffer) => {
+              out += d.toString();
+              if (out.includes('\n')) resolve(out.trim());
+            });
+            c.once('error', reject);
+            c.once('exit', (code) => reject(new Error(`child exited (${code}) before answering: ${out}`)));
+          }),
+      ),
+    );
+    await Promise.all(
+      children.map((c) => {
+        const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+        c.stdin.end();
+        return exited;
+      }),
+    );
+    assert.equal(answers.filter((a) => a === 'ok').length, 1, JSON.stringify(answers));
+    for (const a of answers.filter((x) => x !== 'ok')) assert.match(a, /^refused: data directory .* is in use by process \d+$/);
+    assert.equal(existsSync(join(dir, LOCK_FILE)), false, 'the winner released it');
+  });
 });
 
 describe('openDb without a database URL (PGlite in <dataDir>/pgdata)', () => {

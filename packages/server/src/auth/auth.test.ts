@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createLogger, silentLogger } from '../log.ts';
+import { ensureAdminToken } from './admin-token.ts';
+import { generateToken, hashToken, hashesEqual, tokenMatchesHash } from './tokens.ts';
+
+describe('tokens', () => {
+  it('generates prefixed 32-byte base64url tokens, all different', () => {
+    const a = generateToken('sya_');
+    const d = generateToken('syd_');
+    assert.match(a, /^sya_[A-Za-z0-9_-]{43}$/);
+    assert.match(d, /^syd_[A-Za-z0-9_-]{43}$/);
+    assert.notEqual(generateToken('syd_'), d);
+  });
+
+  it('hashes with sha256 hex and compares in constant time', () => {
+    const t = generateToken('syd_');
+    const h = hashToken(t);
+    assert.match(h, /^[0-9a-f]{64}$/);
+    assert.ok(tokenMatchesHash(t, h));
+    assert.ok(!tokenMatchesHash(`${t}x`, h));
+    assert.ok(!hashesEqual(h, 'not-hex'));
+    assert.ok(!hashesEqual(h, h.slice(0, 62)));
+  });
+});
+
+describe('ensureAdminToken', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'sy-admin-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('uses SWITCHYARD_ADMIN_TOKEN when set and writes nothing', async () => {
+    const sub = path.join(dir, 'env');
+    const got = await ensureAdminToken({ configured: 'my-configured-admin-token', dataDir: sub, log: silentLogger() });
+    assert.deepEqual(got, { token: null, hash: hashToken('my-configured-admin-token'), source: 'env' });
+    await assert.rejects(stat(sub), { code: 'ENOENT' });
+  });
+
+  it('generates a token once into admin-token (0600), then reads it and never shows it again', async () => {
+    const sub = path.join(dir, 'gen');
+    const lines: string[] = [];
+    const log = createLogger({ level: 'debug', destination: { write: (s: string) => void lines.push(s) } });
+    const first = await ensureAdminToken({ dataDir: sub, log });
+    assert.equal(first.source, 'generated');
+    assert.match(first.token ?? '', /^sya_/);
+    assert.equal(first.hash, hashToken(first.token!));
+    const file = path.join(sub, 'admin-token');
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    assert.equal((await readFile(file, 'utf8')).trim(), first.token);
+    assert.ok(!lines.join('').includes(first.token!), 'the token reached the log');
+
+    const second = await ensureAdminToken({ dataDir: sub, log });
+    assert.deepEqual(second, { token: null, hash: first.hash, source: 'file' });
+  });
+
+  it('warns about a token file others can read, and refuses an empty one', async () => {
+    const sub = path.join(dir, 'perm');
+    const lines: string[] = [];
+    const log = createLogger({ level: 'debug', destination: { write: (s: string) => void lines.push(s) } });
+    await ensureAdminToken({ dataDir: sub, log });
+    await chmod(path.join(sub, 'admin-token'), 0o644);
+    await ensureAdminToken({ dataDir: sub, log });
+    assert.ok(lines.some((l) => l.includes('chmod 600')));
+    await writeFile(path.join(sub, 'admin-token'), '\n');
+    await assert.rejects(ensureAdminToken({ dataDir: sub, log }), /empty or malformed/);
+  });
+});
