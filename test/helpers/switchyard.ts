@@ -48,7 +48,7 @@ export const TEST_ADMIN_TOKEN = 'sya_test-admin-token-0123456789abcdef';
 let seq = 0;
 export const uniqueId = (prefix = 'dev'): string => `${prefix}-${process.pid}-${Date.now().toString(36)}-${++seq}`;
 
-export async function startTestSwitchyard(kind: TestKind, opts: { brokers?: number } = {}): Promise<TestEnv> {
+export async function startTestSwitchyard(kind: TestKind, opts: { brokers?: number; env?: Record<string, string> } = {}): Promise<TestEnv> {
   const brokerCount = opts.brokers ?? 2;
   const dataDir = await mkdtemp(join(tmpdir(), 'sy-test-'));
   const cleanups: Array<() => Promise<void>> = [() => rm(dataDir, { recursive: true, force: true })];
@@ -62,6 +62,7 @@ export async function startTestSwitchyard(kind: TestKind, opts: { brokers?: numb
       SWITCHYARD_DATA_DIR: dataDir,
       SWITCHYARD_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
       LOG_LEVEL: process.env.SWITCHYARD_TEST_LOG ?? 'silent',
+      ...opts.env,
     };
     const mosquittos: TestMosquitto[] = [];
     if (kind === 'embedded') {

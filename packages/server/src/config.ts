@@ -40,6 +40,10 @@ export interface Config {
   logLevel: LogLevel;
   /** Most shadow updates written in one database batch (`SWITCHYARD_SHADOW_BATCH_MAX`, 1–100000). Default 500. */
   shadowBatchMax: number;
+  /** Seconds an assignment may take before its migration becomes `timed_out` (`SWITCHYARD_MIGRATION_TIMEOUT_S`, 1–86400). Default 120. */
+  migrationTimeoutSeconds: number;
+  /** How often overdue migrations are looked for, in ms (`SWITCHYARD_MIGRATION_SWEEP_MS`, 100–600000). Default 5000. */
+  migrationSweepMs: number;
 }
 
 /** A configuration variable is malformed. `variable` names it; the message never holds a secret's value. */
@@ -83,6 +87,8 @@ export function loadConfig(env: Env = process.env): Config {
     secret: parseSecret('SWITCHYARD_SECRET', read('SWITCHYARD_SECRET'), { noWhitespace: false }),
     logLevel: parseLogLevel(read('LOG_LEVEL')),
     shadowBatchMax: parseInteger('SWITCHYARD_SHADOW_BATCH_MAX', read('SWITCHYARD_SHADOW_BATCH_MAX'), { min: 1, max: 100_000, fallback: 500 }),
+    migrationTimeoutSeconds: parseInteger('SWITCHYARD_MIGRATION_TIMEOUT_S', read('SWITCHYARD_MIGRATION_TIMEOUT_S'), { min: 1, max: 86_400, fallback: 120 }),
+    migrationSweepMs: parseInteger('SWITCHYARD_MIGRATION_SWEEP_MS', read('SWITCHYARD_MIGRATION_SWEEP_MS'), { min: 100, max: 600_000, fallback: 5000 }),
   };
 }
 

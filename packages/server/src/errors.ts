@@ -12,6 +12,7 @@ export const ERROR_CATALOGUE = {
   NOT_FOUND: { status: 404, summary: 'No such route.' },
   BROKER_NOT_FOUND: { status: 404, summary: 'No broker with this id.' },
   DEVICE_NOT_FOUND: { status: 404, summary: 'No device with this uuid.' },
+  MIGRATION_NOT_FOUND: { status: 404, summary: 'No broker migration with this id.' },
   SHADOW_NOT_FOUND: { status: 404, summary: 'The device has no shadow with this name.' },
   METHOD_NOT_ALLOWED: { status: 405, summary: 'The route exists but not with this method.' },
   BROKER_NAME_TAKEN: { status: 409, summary: 'Another broker already has this name.' },

@@ -20,6 +20,14 @@ export interface BatcherOptions<Req, Res> {
   process(batch: Req[]): Promise<Res[]>;
 }
 
+/** Counters since the batcher was created (read-only; for metrics and benchmarks). */
+export interface BatcherStats {
+  /** Batches handed to `process`. */
+  batches: number;
+  /** Requests in those batches (`requests / batches` is the average batch size). */
+  requests: number;
+}
+
 export class QueueFullError extends Error {
   constructor() {
     super('shadow request queue is full');
@@ -42,6 +50,8 @@ export class Batcher<Req, Res> {
   readonly #opts: Required<Omit<BatcherOptions<Req, Res>, 'keyOf' | 'process'>> & BatcherOptions<Req, Res>;
   readonly #lanes: Lane<Req, Res>[];
   #idleWaiters: Array<() => void> = [];
+  #batches = 0;
+  #requests = 0;
 
   constructor(opts: BatcherOptions<Req, Res>) {
     this.#opts = { lanes: 1, maxBatch: 500, maxQueued: 20_000, ...opts };
@@ -67,6 +77,10 @@ export class Batcher<Req, Res> {
     await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  stats(): BatcherStats {
+    return { batches: this.#batches, requests: this.#requests };
+  }
+
   get queued(): number {
     return this.#lanes.reduce((n, l) => n + l.queue.length, 0);
   }
@@ -74,6 +88,8 @@ export class Batcher<Req, Res> {
   async #drain(lane: Lane<Req, Res>): Promise<void> {
     while (lane.queue.length > 0) {
       const batch = lane.queue.splice(0, this.#opts.maxBatch);
+      this.#batches += 1;
+      this.#requests += batch.length;
       try {
         const results = await this.#opts.process(batch.map((p) => p.req));
         batch.forEach((p, i) => p.resolve(results[i]!));

@@ -27,7 +27,7 @@ import {
 import type { Db, Queryable } from '../db/db.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
-import { Batcher, QueueFullError } from './shadow-batcher.ts';
+import { Batcher, QueueFullError, type BatcherStats } from './shadow-batcher.ts';
 import {
   listShadowNames,
   loadDeviceRoutes,
@@ -60,8 +60,20 @@ export type ShadowRequest =
 export type ShadowOutcome =
   | { ok: true; op: 'get'; body: object }
   | { ok: true; op: 'delete'; body: object }
-  | { ok: true; op: 'update'; body: object; version: number; delta?: object; documents: object }
+  | { ok: true; op: 'update'; body: object; version: number; document: ShadowDocument; delta?: object; documents: object }
   | { ok: false; error: ShadowErrorBody };
+
+/** A successful update, as seen by {@link ShadowServiceOptions.afterApply} inside the transaction. */
+export interface AppliedUpdate {
+  deviceUuid: string;
+  shadowName: string;
+  origin: ShadowOrigin;
+  request: UpdateShadowRequest;
+  /** The document after the update. */
+  document: ShadowDocument;
+  /** Callbacks run after the transaction committed (e.g. to emit events). */
+  afterCommit: Array<() => void>;
+}
 
 /** Publishes on one broker; failures are logged by the publisher, never thrown at the service. */
 export interface ShadowPublisher {
@@ -79,6 +91,11 @@ export interface ShadowServiceOptions {
   lanes?: number;
   /** Largest batch per transaction. Default 500. */
   maxBatch?: number;
+  /**
+   * Runs inside each batch's transaction after its updates were applied and saved, before commit
+   * (e.g. the assignment service moving a migration on a device's report). Throwing fails the batch.
+   */
+  afterApply?(q: Queryable, applied: AppliedUpdate[]): Promise<void>;
 }
 
 export interface ShadowService {
@@ -88,6 +105,8 @@ export interface ShadowService {
   listNames(deviceUuid: string, opts: { limit: number; after?: string }): Promise<string[] | null>;
   /** Waits for queued requests to finish (shutdown). */
   drain(): Promise<void>;
+  /** Batches and requests processed since start (read-only counters; benchmarks, metrics). */
+  stats(): BatcherStats;
 }
 
 /** The key `mqtt` of `desired` belongs to the server (broker assignment); nobody else may write it. */
@@ -115,6 +134,7 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
     const writes = batch.some((r) => r.op !== 'get');
     let routes: Map<string, DeviceRoute>;
     let outcomes: ShadowOutcome[];
+    const afterCommit: Array<() => void> = [];
     try {
       const run = async (q: Queryable): Promise<ShadowOutcome[]> => {
         if (writes) await lockDevices(q, uuids);
@@ -123,6 +143,16 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
         const dirty = new Map<string, StoredShadow>();
         const results = batch.map((req) => applyOne(req, routes, current, dirty));
         await saveShadows(q, [...dirty.values()]);
+        if (opts.afterApply) {
+          const applied: AppliedUpdate[] = [];
+          batch.forEach((req, i) => {
+            const out = results[i]!;
+            if (req.op === 'update' && out.ok && out.op === 'update') {
+              applied.push({ deviceUuid: req.deviceUuid, shadowName: req.shadowName, origin: req.origin, request: req.request, document: out.document, afterCommit });
+            }
+          });
+          if (applied.length > 0) await opts.afterApply(q, applied);
+        }
         return results;
       };
       outcomes = writes ? await db.transaction(run) : await run(db);
@@ -134,8 +164,16 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
         error: shadowError(500, SHADOW_MESSAGES.internal, now, clientTokenOf(req)),
       }));
       routes = new Map();
+      afterCommit.length = 0; // rolled back: nothing to announce
     }
     batch.forEach((req, i) => publishOutcome(req, outcomes[i]!, routes.get(req.deviceUuid)));
+    for (const fn of afterCommit) {
+      try {
+        fn();
+      } catch (err) {
+        log.error({ err }, 'after-commit callback failed');
+      }
+    }
     return outcomes;
   }
 
@@ -185,6 +223,7 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
           op: 'update',
           body: result.accepted,
           version: result.document.version,
+          document: result.document,
           documents: result.documents,
           ...(result.delta ? { delta: result.delta } : {}),
         };
@@ -283,7 +322,7 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
     return listShadowNames(db, deviceUuid, o);
   }
 
-  return { submit, handleMqtt, listNames, drain: () => batcher.idle() };
+  return { submit, handleMqtt, listNames, drain: () => batcher.idle(), stats: () => batcher.stats() };
 }
 
 function clientTokenOf(req: ShadowRequest): string | undefined {

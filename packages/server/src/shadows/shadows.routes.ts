@@ -3,10 +3,11 @@
  * Bodies reach the service as raw bytes so that HTTP and MQTT share one validator
  * (415 for non-UTF-8, AWS messages for every malformed document).
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { CLASSIC_SHADOW, parseUpdateRequest, type ShadowErrorBody } from '@switchyard/protocol';
 import { AppError, type ErrorCode } from '../errors.ts';
-import type { ShadowOutcome, ShadowService } from './shadow.service.ts';
+import { principalOf } from '../auth/auth.plugin.ts';
+import type { ShadowOrigin, ShadowOutcome, ShadowService } from './shadow.service.ts';
 
 const uuidParam = { type: 'string', pattern: '^[A-Za-z0-9:_-]{1,128}$' } as const;
 const nameParam = { type: 'string', pattern: '^[A-Za-z0-9:_-]{1,64}$' } as const;
@@ -46,17 +47,23 @@ export const shadowRoutes: FastifyPluginAsync<{ shadows: ShadowService }> = asyn
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
+  const origin = (req: FastifyRequest): ShadowOrigin => ({ kind: 'http', actor: principalOf(req).kind === 'device' ? 'device' : 'admin' });
   const handlers = (nameOf: (params: Record<string, string>) => string) => ({
-    get: async (params: Record<string, string>) =>
-      unwrap(await shadows.submit({ op: 'get', deviceUuid: params.uuid!, shadowName: nameOf(params), origin: { kind: 'http', actor: 'admin' } })),
-    del: async (params: Record<string, string>) =>
-      unwrap(await shadows.submit({ op: 'delete', deviceUuid: params.uuid!, shadowName: nameOf(params), origin: { kind: 'http', actor: 'admin' } })),
-    update: async (params: Record<string, string>, body: unknown) => {
-      const raw = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
-      const parsed = parseUpdateRequest(raw);
-      if (!parsed.ok) unwrap({ ok: false, error: { ...parsed.error, timestamp: 0 } });
-      else return unwrap(await shadows.submit({ op: 'update', deviceUuid: params.uuid!, shadowName: nameOf(params), origin: { kind: 'http', actor: 'admin' }, request: parsed.request }));
-      return {};
+    get: async (req: FastifyRequest) => {
+      const p = req.params as Record<string, string>;
+      return unwrap(await shadows.submit({ op: 'get', deviceUuid: p.uuid!, shadowName: nameOf(p), origin: origin(req) }));
+    },
+    del: async (req: FastifyRequest) => {
+      const p = req.params as Record<string, string>;
+      return unwrap(await shadows.submit({ op: 'delete', deviceUuid: p.uuid!, shadowName: nameOf(p), origin: origin(req) }));
+    },
+    update: async (req: FastifyRequest) => {
+      const p = req.params as Record<string, string>;
+      const parsed = parseUpdateRequest(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
+      if (!parsed.ok) return unwrap({ ok: false, error: { ...parsed.error, timestamp: 0 } });
+      return unwrap(
+        await shadows.submit({ op: 'update', deviceUuid: p.uuid!, shadowName: nameOf(p), origin: origin(req), request: parsed.request }),
+      );
     },
   });
 
@@ -67,23 +74,17 @@ export const shadowRoutes: FastifyPluginAsync<{ shadows: ShadowService }> = asyn
   const tags = ['shadows'];
   const deviceConfig = { device: true };
 
-  app.get('/devices/:uuid/shadows/:name', { schema: { tags, params: namedParams, summary: 'Get a named shadow' }, config: deviceConfig }, (req) =>
-    named.get(req.params as Record<string, string>),
+  app.get('/devices/:uuid/shadows/:name', { schema: { tags, params: namedParams, summary: 'Get a named shadow' }, config: deviceConfig }, (req) => named.get(req),
   );
-  app.post('/devices/:uuid/shadows/:name', { schema: { tags, params: namedParams, body: shadowBody, summary: 'Update a named shadow' }, config: deviceConfig }, (req) =>
-    named.update(req.params as Record<string, string>, req.body),
+  app.post('/devices/:uuid/shadows/:name', { schema: { tags, params: namedParams, body: shadowBody, summary: 'Update a named shadow' }, config: deviceConfig }, (req) => named.update(req),
   );
-  app.delete('/devices/:uuid/shadows/:name', { schema: { tags, params: namedParams, summary: 'Delete a named shadow' }, config: deviceConfig }, (req) =>
-    named.del(req.params as Record<string, string>),
+  app.delete('/devices/:uuid/shadows/:name', { schema: { tags, params: namedParams, summary: 'Delete a named shadow' }, config: deviceConfig }, (req) => named.del(req),
   );
-  app.get('/devices/:uuid/shadow', { schema: { tags, params: classicParams, summary: 'Get the classic shadow' }, config: deviceConfig }, (req) =>
-    classic.get(req.params as Record<string, string>),
+  app.get('/devices/:uuid/shadow', { schema: { tags, params: classicParams, summary: 'Get the classic shadow' }, config: deviceConfig }, (req) => classic.get(req),
   );
-  app.post('/devices/:uuid/shadow', { schema: { tags, params: classicParams, body: shadowBody, summary: 'Update the classic shadow' }, config: deviceConfig }, (req) =>
-    classic.update(req.params as Record<string, string>, req.body),
+  app.post('/devices/:uuid/shadow', { schema: { tags, params: classicParams, body: shadowBody, summary: 'Update the classic shadow' }, config: deviceConfig }, (req) => classic.update(req),
   );
-  app.delete('/devices/:uuid/shadow', { schema: { tags, params: classicParams, summary: 'Delete the classic shadow' }, config: deviceConfig }, (req) =>
-    classic.del(req.params as Record<string, string>),
+  app.delete('/devices/:uuid/shadow', { schema: { tags, params: classicParams, summary: 'Delete the classic shadow' }, config: deviceConfig }, (req) => classic.del(req),
   );
   app.get(
     '/devices/:uuid/shadows',

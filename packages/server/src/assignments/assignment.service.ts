@@ -1,0 +1,298 @@
+/**
+ * Broker assignment: one transaction moves a device's desired broker, records the migration and
+ * queues the notification; the device's own reports (through the target broker) move the migration
+ * to `completed`. See DESIGN §5 and docs/operations.md.
+ *
+ * Migration states: pending (committed) → notified (the outbox published the delta) → migrating
+ * (the device said it started, or reported a failed attempt it will retry) → completed (the device
+ * reported `connected` THROUGH the target broker). Off-ramps: superseded (a newer assignment),
+ * timed_out (deadline passed), failed/canceled (reserved for channels that end a move for good).
+ */
+import { BROKER_SHADOW, applyUpdate, shadowTopic, type JsonObject, type Namespace } from '@switchyard/protocol';
+import type { Db, Queryable } from '../db/db.ts';
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../log.ts';
+import { AppError } from '../errors.ts';
+import { getBroker, type BrokerRow } from '../brokers/brokers.store.ts';
+import { brokerUrl } from '../brokers/brokers.service.ts';
+import { insertAudit } from '../audit/audit.store.ts';
+import { loadShadows, lockDevices, saveShadows, shadowKey } from '../shadows/shadows.store.ts';
+import type { AppliedUpdate } from '../shadows/shadow.service.ts';
+import { enqueue, type NewOutboxRow } from '../outbox/outbox.store.ts';
+import {
+  advanceMigration,
+  getMigration,
+  insertMigration,
+  listMigrations,
+  lockDeviceRow,
+  markNotified,
+  openMigration,
+  setAssignedBroker,
+  supersedeOpen,
+  timeOutOverdue,
+  type AssignmentChannel,
+  type MigrationFilter,
+  type MigrationRow,
+} from './assignments.store.ts';
+
+/** `desired.mqtt` of the `device-state` shadow. */
+export interface MqttAssignment {
+  brokerId: number;
+  broker: string;
+  protocol: string;
+  host: string;
+  port: number;
+}
+
+export interface Migration {
+  id: number;
+  deviceUuid: string;
+  fromBrokerId: number | null;
+  toBrokerId: number;
+  channel: AssignmentChannel;
+  status: MigrationRow['status'];
+  shadowVersion: number;
+  attempts: number;
+  error: string | null;
+  requestedBy: string;
+  deadlineAt: string;
+  createdAt: string;
+  notifiedAt: string | null;
+  migratingAt: string | null;
+  completedAt: string | null;
+  finishedAt: string | null;
+  updatedAt: string;
+}
+
+export interface AssignResult {
+  success: true;
+  changed: boolean;
+  message: string;
+  broker: { id: number; name: string; url: string };
+  shadowUpdated: boolean;
+  shadowVersion: number;
+  migration: { id: number; status: string } | null;
+}
+
+export interface AssignmentServiceOptions {
+  db: Db;
+  log: Logger;
+  clock: Clock;
+  /** Namespaces the delta is published in. Default ['iot']. */
+  namespaces?: Namespace[];
+  /** Seconds an assignment may take before it becomes `timed_out`. Default 120. */
+  timeoutSeconds?: number;
+  /** Observer of every migration change (events, logs). */
+  onMigrationChange?(m: Migration): void;
+}
+
+const iso = (d: Date | string | null): string | null => (d === null ? null : new Date(d).toISOString());
+
+export function toMigration(r: MigrationRow): Migration {
+  return {
+    id: Number(r.id),
+    deviceUuid: r.device_uuid,
+    fromBrokerId: r.from_broker_id,
+    toBrokerId: r.to_broker_id,
+    channel: r.channel,
+    status: r.status,
+    shadowVersion: Number(r.shadow_version),
+    attempts: r.attempts,
+    error: r.error,
+    requestedBy: r.requested_by,
+    deadlineAt: iso(r.deadline_at)!,
+    createdAt: iso(r.created_at)!,
+    notifiedAt: iso(r.notified_at),
+    migratingAt: iso(r.migrating_at),
+    completedAt: iso(r.completed_at),
+    finishedAt: iso(r.finished_at),
+    updatedAt: iso(r.updated_at)!,
+  };
+}
+
+export function assignmentOf(b: BrokerRow): MqttAssignment {
+  return { brokerId: b.id, broker: brokerUrl(b.protocol, b.host, b.port), protocol: b.protocol, host: b.host, port: b.port };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function createAssignmentService(opts: AssignmentServiceOptions) {
+  const { db, clock } = opts;
+  const log = opts.log.child({ component: 'assignments' });
+  const namespaces = opts.namespaces ?? ['iot'];
+  const timeoutSeconds = opts.timeoutSeconds ?? 120;
+  const changed = (row: MigrationRow | null): void => {
+    if (row) opts.onMigrationChange?.(toMigration(row));
+  };
+
+  async function assign(deviceUuid: string, brokerId: number, o: { channel: AssignmentChannel; actor: string }): Promise<AssignResult> {
+    const pending: MigrationRow[] = [];
+    const result = await db.transaction(async (tx) => {
+      await lockDevices(tx, [deviceUuid]); // the shadow service's lock: no shadow batch interleaves
+      const device = await lockDeviceRow(tx, deviceUuid);
+      if (!device) throw new AppError('DEVICE_NOT_FOUND', `no device with uuid ${deviceUuid}`);
+      const broker = await getBroker(tx, brokerId, { lock: 'share' });
+      if (!broker) throw new AppError('BROKER_NOT_FOUND', `no broker with id ${brokerId}`);
+      if (broker.status !== 'active') {
+        throw new AppError('BROKER_NOT_ACTIVE', `broker ${broker.name} (id ${broker.id}) is ${broker.status}; only active brokers take devices`);
+      }
+      const target = assignmentOf(broker);
+      const brokerView = { id: broker.id, name: broker.name, url: target.broker };
+      const key = shadowKey(deviceUuid, BROKER_SHADOW);
+      const stored = (await loadShadows(tx, [{ deviceUuid, shadowName: BROKER_SHADOW }])).get(key);
+      const reported = stored?.document?.state.reported?.mqtt;
+      const reportedHere = isObject(reported) && reported.brokerId === brokerId && reported.status === 'connected';
+
+      if (device.mqtt_broker_id === brokerId) {
+        const open = await openMigration(tx, deviceUuid);
+        if (open && open.to_broker_id === brokerId) {
+          return {
+            success: true as const,
+            changed: false,
+            message: `device ${deviceUuid} is already being moved to broker ${broker.name}; nothing changed`,
+            broker: brokerView,
+            shadowUpdated: false,
+            shadowVersion: stored?.version ?? 0,
+            migration: { id: Number(open.id), status: open.status },
+          };
+        }
+        if (reportedHere) {
+          return {
+            success: true as const,
+            changed: false,
+            message: `device ${deviceUuid} is already on broker ${broker.name}; nothing changed`,
+            broker: brokerView,
+            shadowUpdated: false,
+            shadowVersion: stored?.version ?? 0,
+            migration: null,
+          };
+        }
+      }
+
+      const now = Math.floor(clock.now() / 1000);
+      const update = applyUpdate(stored?.document ?? null, { state: { desired: { mqtt: { ...target } as unknown as JsonObject } } }, now, {
+        priorVersion: stored?.version ?? 0,
+      });
+      if (!update.ok) throw new AppError('INTERNAL', `could not write the assignment: ${update.error.message}`);
+      const version = update.document.version;
+      await saveShadows(tx, [{ deviceUuid, shadowName: BROKER_SHADOW, document: update.document, version }]);
+      await setAssignedBroker(tx, deviceUuid, brokerId);
+      await supersedeOpen(tx, deviceUuid);
+      const fromBrokerId = (isObject(reported) && typeof reported.brokerId === 'number' ? reported.brokerId : null) ?? device.connected_broker_id ?? device.mqtt_broker_id;
+      const migration = await insertMigration(tx, {
+        deviceUuid,
+        fromBrokerId,
+        toBrokerId: brokerId,
+        channel: o.channel,
+        shadowVersion: version,
+        requestedBy: o.actor,
+        timeoutSeconds,
+      });
+      pending.push(migration);
+
+      // Tell the device through the broker(s) it is on now; a device we cannot reach converges on its
+      // next connect (it always asks for its shadow then).
+      const via = new Set<number>();
+      for (const id of [device.connected_broker_id, isObject(reported) ? reported.brokerId : null, device.mqtt_broker_id]) {
+        if (typeof id === 'number') via.add(id);
+      }
+      const rows: NewOutboxRow[] = [];
+      if (update.delta) {
+        const body = JSON.stringify(update.delta);
+        for (const viaBroker of via) {
+          for (const ns of namespaces) {
+            rows.push({
+              kind: 'mqtt.publish',
+              deviceUuid,
+              migrationId: Number(migration.id),
+              payload: { brokerId: viaBroker, topic: shadowTopic(deviceUuid, BROKER_SHADOW, 'update', 'delta', ns), body, qos: 1 },
+            });
+          }
+        }
+      }
+      if (rows.length > 0) await enqueue(tx, rows);
+      await insertAudit(tx, {
+        actor: o.actor,
+        action: 'device.assign_broker',
+        targetType: 'device',
+        targetId: deviceUuid,
+        details: { brokerId, migrationId: Number(migration.id), channel: o.channel, shadowVersion: version },
+      });
+      return {
+        success: true as const,
+        changed: true,
+        message: `device ${deviceUuid} assigned to broker ${broker.name}; ${rows.length > 0 ? 'notification queued' : 'it converges on its next connect'}`,
+        broker: brokerView,
+        shadowUpdated: true,
+        shadowVersion: version,
+        migration: { id: Number(migration.id), status: migration.status },
+      };
+    });
+    pending.forEach(changed);
+    if (result.changed) log.info({ deviceUuid, brokerId, migrationId: result.migration?.id, shadowVersion: result.shadowVersion }, 'device assigned');
+    return result;
+  }
+
+  /**
+   * Runs inside the shadow batch transaction: a device's report on `device-state` moves its open
+   * migration. Only a report that arrived through the target broker and names it completes a move —
+   * never the server's own writes (internal/HTTP origins are ignored).
+   */
+  async function onShadowUpdates(q: Queryable, applied: AppliedUpdate[]): Promise<void> {
+    for (const a of applied) {
+      if (a.shadowName !== BROKER_SHADOW || a.origin.kind !== 'mqtt') continue;
+      const sent = a.request.state.reported;
+      if (!isObject(sent) || !isObject(sent.mqtt)) continue;
+      const rep = a.document.state.reported?.mqtt;
+      if (!isObject(rep)) continue;
+      const open = await openMigration(q, a.deviceUuid);
+      if (!open) continue;
+      const to = open.to_broker_id;
+      let row: MigrationRow | null = null;
+      if (rep.status === 'connected' && rep.brokerId === to && a.origin.brokerId === to) {
+        row = await advanceMigration(q, Number(open.id), { status: 'completed', error: null });
+      } else if (rep.status === 'migrating' && rep.targetBrokerId === to && open.status !== 'migrating') {
+        row = await advanceMigration(q, Number(open.id), { status: 'migrating' });
+      } else if (rep.status === 'error' && rep.targetBrokerId === to) {
+        const reason = typeof rep.error === 'string' ? rep.error.slice(0, 500) : 'the device reported an error';
+        row = await advanceMigration(q, Number(open.id), { status: 'migrating', error: reason, countAttempt: true });
+      }
+      if (row) {
+        a.afterCommit.push(() => changed(row));
+      }
+    }
+  }
+
+  async function onNotified(migrationId: number): Promise<void> {
+    changed(await markNotified(db, migrationId));
+  }
+
+  async function sweepTimeouts(): Promise<number> {
+    const rows = await timeOutOverdue(db);
+    for (const r of rows) {
+      log.warn({ deviceUuid: r.device_uuid, migrationId: Number(r.id), toBrokerId: r.to_broker_id }, 'migration timed out');
+      changed(r);
+    }
+    return rows.length;
+  }
+
+  return {
+    assign,
+    onShadowUpdates,
+    onNotified,
+    sweepTimeouts,
+    async get(id: number): Promise<Migration> {
+      const row = await getMigration(db, id);
+      if (!row) throw new AppError('MIGRATION_NOT_FOUND', `no migration with id ${id}`);
+      return toMigration(row);
+    },
+    async list(f: MigrationFilter): Promise<{ items: Migration[]; total: number; limit: number; offset: number }> {
+      const { rows, total } = await listMigrations(db, f);
+      return { items: rows.map(toMigration), total, limit: f.limit, offset: f.offset };
+    },
+  };
+}
+
+export type AssignmentService = ReturnType<typeof createAssignmentService>;

@@ -1,0 +1,128 @@
+/**
+ * The outbox dispatcher: delivers committed side effects at least once, in order per dependency chain.
+ *
+ * It wakes when a transaction that wrote rows commits (LISTEN/NOTIFY — in-process on PGlite, across
+ * instances on PostgreSQL), when a delayed retry becomes due (one timer set to the earliest due row),
+ * and on start (rows a crashed server left behind). When the outbox is empty it does nothing: no
+ * polling loop. A slow safety timer (default 30 s) covers a NOTIFY lost while the LISTEN connection
+ * was down. A failed delivery is retried with capped exponential backoff and full jitter.
+ */
+import { nextDelay, type BackoffPolicy } from '@switchyard/protocol';
+import type { Db } from '../db/db.ts';
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../log.ts';
+import { OUTBOX_CHANNEL, claim, markDelivered, markFailed, nextDueInSeconds, type OutboxRow } from './outbox.store.ts';
+
+export interface OutboxDispatcherOptions {
+  db: Db;
+  log: Logger;
+  clock: Clock;
+  /** Delivers one row; throws to have it retried. */
+  deliver(row: OutboxRow): Promise<void>;
+  /** Called after a row was delivered (e.g. to mark a migration `notified`). */
+  onDelivered?(row: OutboxRow): Promise<void>;
+  /** Retry policy. Default base 250 ms, cap 30 s. */
+  backoff?: BackoffPolicy;
+  /** Rows claimed per round. Default 100. */
+  batchSize?: number;
+  /** How long a claim is held before another dispatcher may take the row over (s). Default 15. */
+  leaseSeconds?: number;
+  /** Safety re-check interval while idle (ms). Default 30,000. */
+  safetyIntervalMs?: number;
+}
+
+export interface OutboxDispatcher {
+  start(): Promise<void>;
+  /** Asks for a delivery round now (also called by the NOTIFY listener). */
+  wake(): void;
+  stop(): Promise<void>;
+}
+
+export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDispatcher {
+  const log = opts.log.child({ component: 'outbox' });
+  const backoff = opts.backoff ?? { baseMs: 250, maxMs: 30_000 };
+  const batchSize = opts.batchSize ?? 100;
+  const leaseSeconds = opts.leaseSeconds ?? 15;
+  let running: Promise<void> | null = null;
+  let again = false;
+  let stopped = false;
+  let dueTimer: NodeJS.Timeout | null = null;
+  let safetyTimer: NodeJS.Timeout | null = null;
+  let unlisten: (() => Promise<void>) | null = null;
+
+  async function round(): Promise<void> {
+    for (;;) {
+      const rows = await claim(opts.db, batchSize, leaseSeconds);
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        if (stopped) return;
+        const rlog = log.child({ outboxId: row.id, deviceUuid: row.deviceUuid, migrationId: row.migrationId });
+        try {
+          await opts.deliver(row);
+          await markDelivered(opts.db, row.id);
+          await opts.onDelivered?.(row);
+        } catch (err) {
+          const delay = nextDelay(row.attempts - 1, backoff);
+          rlog.warn({ err: (err as Error).message, attempt: row.attempts, nextDelayMs: delay }, 'outbox delivery failed; will retry');
+          await markFailed(opts.db, row.id, (err as Error).message, delay);
+        }
+      }
+    }
+    scheduleDue(await nextDueInSeconds(opts.db));
+  }
+
+  function scheduleDue(seconds: number | null): void {
+    if (dueTimer) opts.clock.clearTimeout(dueTimer);
+    dueTimer = null;
+    if (seconds === null || stopped) return;
+    dueTimer = opts.clock.setTimeout(() => {
+      dueTimer = null;
+      wake();
+    }, Math.ceil(seconds * 1000) + 5);
+  }
+
+  function wake(): void {
+    if (stopped) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = round()
+      .catch((err: unknown) => {
+        log.error({ err }, 'outbox round failed; retrying in 1 s');
+        scheduleDue(1);
+      })
+      .finally(() => {
+        running = null;
+        if (again && !stopped) {
+          again = false;
+          wake();
+        }
+      });
+  }
+
+  function safety(): void {
+    const every = opts.safetyIntervalMs ?? 30_000;
+    if (every <= 0 || stopped) return;
+    safetyTimer = opts.clock.setTimeout(() => {
+      wake();
+      safety();
+    }, every);
+  }
+
+  return {
+    async start() {
+      unlisten = await opts.db.listen(OUTBOX_CHANNEL, () => wake());
+      safety();
+      wake();
+    },
+    wake,
+    async stop() {
+      stopped = true;
+      if (dueTimer) opts.clock.clearTimeout(dueTimer);
+      if (safetyTimer) opts.clock.clearTimeout(safetyTimer);
+      await unlisten?.();
+      await running;
+    },
+  };
+}

@@ -1,0 +1,3 @@
+import { assignmentContract } from './assignment-contract.ts';
+
+assignmentContract('embedded', false);
