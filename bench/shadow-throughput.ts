@@ -5,7 +5,7 @@
  *
  *   npm run bench -- shadow-throughput [--devices 1000] [--connections 200] [--rates 2000,5000,8000]
  *     [--seconds 8] [--warmup 2] [--max-inflight 256] [--generators 2] [--pglite-rates 250,500,1000]
- *     [--targets postgres,pglite] [--runs 1] [--qos 1] [--grace 10] [--max-batch 500]
+ *     [--targets postgres,pglite] [--runs 1] [--qos 1] [--grace 10] [--max-batch 500] [--client mini|mqttjs]
  *
  * Parts (all on 127.0.0.1): a throwaway PostgreSQL cluster (default, durable settings: fsync and
  * synchronous_commit on — read back and recorded), one Mosquitto (`max_queued_messages` raised so that nothing is
@@ -50,6 +50,7 @@ const { values: args } = parseArgs({
     qos: { type: 'string', default: '1' },
     grace: { type: 'string', default: '10' },
     'max-batch': { type: 'string', default: '' },
+    client: { type: 'string', default: 'mini' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -79,7 +80,9 @@ const opts = {
   qos: int('qos', args.qos, 0) as 0 | 1,
   grace: int('grace', args.grace, 1),
   maxBatch: args['max-batch'] ? int('max-batch', args['max-batch']) : undefined,
+  client: args.client as 'mini' | 'mqttjs',
 };
+if (opts.client !== 'mini' && opts.client !== 'mqttjs') throw new Error('--client must be mini or mqttjs');
 for (const t of opts.targets) if (t !== 'postgres' && t !== 'pglite') throw new Error(`--targets: unknown target ${t}`);
 if (opts.qos !== 0 && opts.qos !== 1) throw new Error('--qos must be 0 or 1');
 if (opts.connections > opts.devices) throw new Error('--connections must not exceed --devices');
@@ -431,6 +434,7 @@ async function runTarget(kind: 'postgres' | 'pglite', run: number): Promise<{ ro
         shadowName: SHADOW_NAME,
         qos: opts.qos,
         prefix: `g${g}r${run}`,
+        client: opts.client,
       };
       from += n;
       await gen.request(init, 'ready');
@@ -543,6 +547,7 @@ const file = await writeResult('shadow-throughput', {
   settings,
   notes: [
     'Server in the bench process; load generators in child processes; Mosquitto and PostgreSQL as processes. CPU is per part in % of one core over the measured window (200 % = both cores); "other" is the rest of the machine (neighbours, the kernel).',
+    `Generators use ${opts.client === 'mini' ? 'a minimal MQTT 3.1.1 client (bench/lib/mini-mqtt.ts) so that they leave the CPU to the server' : 'mqtt.js'}; devices publish at QoS ${opts.qos}.`,
     'Devices inserted by SQL with a dummy token hash; Mosquitto allows anonymous clients.',
     'accepted/s counts replies (accepted or rejected) arriving during the measured window; latency is publish → accepted at the receiver for updates sent in the window; lost = updates of the phase (warm-up included) with no reply after the grace period.',
     `medians over ${opts.runs} run(s); lost/rejected in the table are medians, lostTotal/rejectedTotal in "medians" are sums over the runs.`,

@@ -15,8 +15,9 @@
  * window count for latency. Any update of the phase (warm-up included) without a reply after the grace period is
  * counted as lost.
  */
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
 import { performance } from 'node:perf_hooks';
+import { MiniMqttClient } from './mini-mqtt.ts';
 
 export interface InitMessage {
   type: 'init';
@@ -26,6 +27,40 @@ export interface InitMessage {
   qos: 0 | 1;
   /** Unique per generator: clientIds and clientTokens start with it. */
   prefix: string;
+  /** `mini`: the bench's minimal MQTT client (cheap); `mqttjs`: mqtt.js, as real Node devices would use. */
+  client: 'mini' | 'mqttjs';
+}
+
+/** What the generator needs of a connection, whichever client library carries it. */
+interface Conn {
+  publish(topic: string, payload: string, qos: 0 | 1): void;
+  end(): Promise<void>;
+}
+
+async function openConnection(msg: InitMessage, i: number, filters: string[]): Promise<Conn> {
+  const clientId = `${msg.prefix}-c${i}`;
+  const onError = (err: Error): void => send({ type: 'error', message: `connection ${i}: ${err.message}` });
+  const onClose = (): void => {
+    if (!stopping) send({ type: 'error', message: `connection ${i} closed unexpectedly` });
+  };
+  if (msg.client === 'mini') {
+    const u = new URL(msg.url);
+    const c = await MiniMqttClient.connect(u.hostname, Number(u.port), clientId);
+    c.onMessage(onMessage);
+    c.onError = onError;
+    c.onClose = onClose;
+    await c.subscribe(filters, 1);
+    return { publish: (t, p, q) => c.publish(t, p, q), end: () => c.end() };
+  }
+  const client = await mqtt.connectAsync(msg.url, { clientId, protocolVersion: 4, clean: true, reconnectPeriod: 0, keepalive: 60 });
+  await client.subscribeAsync(Object.fromEntries(filters.map((f) => [f, { qos: 1 as const }])));
+  client.on('message', onMessage);
+  client.on('error', onError);
+  client.on('close', onClose);
+  return {
+    publish: (t, p, q) => void client.publish(t, p, { qos: q }),
+    end: () => client.endAsync(true).catch(() => undefined),
+  };
 }
 
 export interface PhaseMessage {
@@ -67,34 +102,17 @@ const send = (msg: unknown): void => {
   process.send?.(msg);
 };
 
-let clients: MqttClient[] = [];
+let clients: Conn[] = [];
 /** Device i → its connection and topics. */
-const devices: Array<{ client: MqttClient; topic: string; uuid: string }> = [];
+const devices: Array<{ client: Conn; topic: string; uuid: string }> = [];
 let init: InitMessage | null = null;
 
 async function start(msg: InitMessage): Promise<void> {
   init = msg;
   const opened = await Promise.all(
     msg.connections.map(async (uuids, i) => {
-      const client = await mqtt.connectAsync(msg.url, {
-        clientId: `${msg.prefix}-c${i}`,
-        protocolVersion: 4,
-        clean: true,
-        reconnectPeriod: 0,
-        keepalive: 60,
-      });
       const base = (u: string): string => `iot/device/${u}/shadow/name/${msg.shadowName}/update`;
-      const filters: Record<string, { qos: 0 | 1 }> = {};
-      for (const u of uuids) {
-        filters[`${base(u)}/accepted`] = { qos: 1 };
-        filters[`${base(u)}/rejected`] = { qos: 1 };
-      }
-      await client.subscribeAsync(filters);
-      client.on('message', onMessage);
-      client.on('error', (err) => send({ type: 'error', message: `connection ${i}: ${err.message}` }));
-      client.on('close', () => {
-        if (!stopping) send({ type: 'error', message: `connection ${i} closed unexpectedly` });
-      });
+      const client = await openConnection(msg, i, uuids.flatMap((u) => [`${base(u)}/accepted`, `${base(u)}/rejected`]));
       return { client, uuids, base };
     }),
   );
@@ -139,7 +157,7 @@ function sendOne(): void {
   const s = ++seq;
   const body = `{"state":{"reported":{"temp":${20 + (s % 100) / 10},"seq":${s},"ok":true}},"clientToken":"${init!.prefix}.${s}"}`;
   pending.set(s, performance.now());
-  d.client.publish(d.topic, body, { qos: init!.qos });
+  d.client.publish(d.topic, body, init!.qos);
 }
 
 const TOKEN_KEY = '"clientToken":"';
@@ -285,7 +303,7 @@ async function runPhase(msg: PhaseMessage): Promise<PhaseResult> {
 
 async function stop(): Promise<void> {
   stopping = true;
-  await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
+  await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
   process.exit(0);
 }
 

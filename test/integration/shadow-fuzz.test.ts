@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import mqtt, { type MqttClient } from 'mqtt';
-import { shadowTopic } from '@switchyard/protocol';
+import { isValidDeviceUuid, isValidShadowName, shadowTopic } from '@switchyard/protocol';
 import { realServers } from '../helpers/real.ts';
 import { startTestSwitchyard, uniqueId, type DeviceClient, type TestEnv } from '../helpers/switchyard.ts';
 import { onceEvent, withTimeout } from '../helpers/wait.ts';
@@ -229,7 +229,7 @@ const badSegment = fc.oneof(
   fc.constant('n'.repeat(65)),
   fc.constant('${jndi:ldap://x}'),
   fc.constant("'; DROP TABLE devices; --"),
-  fc.string({ minLength: 1, maxLength: 20 }).filter((s) => /[^A-Za-z0-9:_-]/.test(s) && !/[+#/\u0000]/.test(s)),
+  fc.string({ minLength: 1, maxLength: 20 }).filter((s) => /[^A-Za-z0-9:_-]/.test(s) && !/[+#/]/.test(s) && !s.includes('\u0000')),
 );
 
 interface TopicCase {
@@ -249,8 +249,8 @@ function oddTopics(x: string, xNames: readonly string[]): fc.Arbitrary<TopicCase
       .map(([n, r, body]) => ({ family: 'spoofed-reply', topic: `${base(n)}/${r}`, body })),
     fc.tuple(name, fc.constantFrom('patch', 'UPDATE', 'update2', 'updates', 'get ', 'update/extra', 'update/accepted/x', 'delete/now', 'list'), payload)
       .map(([n, o, body]) => ({ family: 'unknown-op', topic: `${base(n)}/${o}`, body })),
-    fc.tuple(badSegment, op, payload).map(([n, o, body]) => ({ family: 'bad-shadow-name', topic: `iot/device/${x}/shadow/name/${n}/${o}`, body })),
-    fc.tuple(badSegment, op, payload, fc.boolean()).map(([u, o, body, named]) => ({ family: 'bad-uuid', topic: `iot/device/${u}/shadow/${named ? 'name/config/' : ''}${o}`, body })),
+    fc.tuple(badSegment.filter((n) => !isValidShadowName(n)), op, payload).map(([n, o, body]) => ({ family: 'bad-shadow-name', topic: `iot/device/${x}/shadow/name/${n}/${o}`, body })),
+    fc.tuple(badSegment.filter((u) => !isValidDeviceUuid(u)), op, payload, fc.boolean()).map(([u, o, body, named]) => ({ family: 'bad-uuid', topic: `iot/device/${u}/shadow/${named ? 'name/config/' : ''}${o}`, body })),
     fc.tuple(op, payload, fc.constantFrom(
       `iot/device//shadow/%op`, `iot//device/${x}/shadow/%op`, `iot/device/${x}//shadow/%op`, `iot/device/${x}/shadow//%op`,
       `iot/device/${x}/shadow/name//%op`, `iot/device/${x}/shadow/%op/`, `/iot/device/${x}/shadow/%op`, `iot/device/${x}/shadow/name/config/%op/`,

@@ -50,6 +50,11 @@ describe('parseUpdateRequest', () => {
     ['rejects an array holding null', '{"state":{"desired":{"a":[1,null]}}}', 400, SHADOW_MESSAGES.arrayContainsNull],
     ['rejects null inside an object inside an array', '{"state":{"reported":{"a":[{"b":null}]}}}', 400, SHADOW_MESSAGES.arrayContainsNull],
     ['rejects null inside a nested array', '{"state":{"desired":{"a":[[null]]}}}', 400, SHADOW_MESSAGES.arrayContainsNull],
+    ['rejects an escaped U+0000 in a string (jsonb cannot store it)', '{"state":{"reported":{"a":"x\\u0000y"}}}', 400, SHADOW_MESSAGES.unstorableText],
+    ['rejects an escaped U+0000 in a key', '{"state":{"desired":{"b":{"k\\u0000":1}}}}', 400, SHADOW_MESSAGES.unstorableText],
+    ['rejects an unpaired high surrogate', '{"state":{"reported":{"a":"\\ud800"}}}', 400, SHADOW_MESSAGES.unstorableText],
+    ['rejects an unpaired low surrogate inside an array', '{"state":{"reported":{"a":["ok","x\\udc00"]}}}', 400, SHADOW_MESSAGES.unstorableText],
+    ['rejects a number beyond the double range', '{"state":{"reported":{"a":{"b":1e400}}}}', 400, SHADOW_MESSAGES.numberOutOfRange],
     ['rejects a payload over 128 KB with 413', JSON.stringify({ state: { desired: { a: 'x'.repeat(131072) } } }), 413, 'The payload exceeds the maximum size allowed'],
     ['rejects non-UTF-8 bytes with 415', new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]), 415, 'Unsupported documented encoding; supported encoding is UTF-8'],
     ['rejects a truncated UTF-8 sequence with 415', new Uint8Array([...new TextEncoder().encode('{"state":{"reported":{"a":"'), 0xe2, 0x82]), 415, 'Unsupported documented encoding; supported encoding is UTF-8'],
@@ -66,6 +71,11 @@ describe('parseUpdateRequest', () => {
   it('accepts exactly 6 levels of nesting, counting desired itself as level 1', () => {
     assert.equal(parseUpdateRequest(JSON.stringify({ state: { desired: nest(6) } })).ok, true);
     assert.equal(parseUpdateRequest(JSON.stringify({ state: { reported: { a: [[[[1]]]], b: {} } } })).ok, true);
+  });
+
+  it('accepts surrogate pairs (emoji) and a paired escape, which PostgreSQL stores', () => {
+    const r = parseUpdateRequest('{"state":{"reported":{"a":"🙂","\\ud83d\\ude00":"\\ud83d\\ude00","n":1.7e308}}}');
+    assert.ok(r.ok);
   });
 
   it('accepts a 64-byte clientToken', () => {

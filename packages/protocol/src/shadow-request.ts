@@ -60,6 +60,9 @@ export const SHADOW_MESSAGES = Object.freeze({
   invalidClientToken: 'Invalid clientToken',
   /** AWS documents that arrays with null are rejected but not the wording; ours names the rule. */
   arrayContainsNull: 'Invalid JSON: arrays must not contain null',
+  /** Valid JSON text, but not a value a shadow can hold (PostgreSQL's jsonb refuses both; see `unstorable`). */
+  unstorableText: 'Invalid JSON: strings and keys must not contain U+0000 or an unpaired surrogate',
+  numberOutOfRange: 'Invalid JSON: number out of range',
   tooDeep: (max: number): string => `JSON contains too many levels of nesting; maximum is ${max}`,
   payloadTooLarge: 'The payload exceeds the maximum size allowed',
   unsupportedEncoding: 'Unsupported documented encoding; supported encoding is UTF-8',
@@ -143,10 +146,41 @@ function hasNullInArray(value: Json, inArray: boolean): boolean {
   return false;
 }
 
+/** A UTF-16 surrogate without its partner (`"\\ud800"` is valid JSON text). */
+const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const unstorableText = (s: string): boolean => s.includes('\u0000') || UNPAIRED_SURROGATE.test(s);
+
+/**
+ * Why `value` cannot be stored, or null (call after the depth check, which bounds the recursion).
+ * Trap: both are valid JSON that `JSON.parse` accepts, but PostgreSQL's jsonb rejects `\u0000` and unpaired
+ * surrogates (the whole batch's transaction would fail with 500), and a number beyond ±1.8e308 parses to
+ * `Infinity`, which `JSON.stringify` silently writes as `null`.
+ */
+function unstorable(value: Json): string | null {
+  if (typeof value === 'string') return unstorableText(value) ? SHADOW_MESSAGES.unstorableText : null;
+  if (typeof value === 'number') return Number.isFinite(value) ? null : SHADOW_MESSAGES.numberOutOfRange;
+  if (Array.isArray(value)) {
+    for (const e of value) {
+      const why = unstorable(e);
+      if (why !== null) return why;
+    }
+    return null;
+  }
+  if (isJsonObject(value)) {
+    for (const [k, e] of Object.entries(value)) {
+      if (unstorableText(k)) return SHADOW_MESSAGES.unstorableText;
+      const why = unstorable(e);
+      if (why !== null) return why;
+    }
+  }
+  return null;
+}
+
 /**
  * Parses and validates an `/update` payload (bytes from MQTT, or a string from HTTP). Checks, in order:
  * payload size (413), UTF-8 (415), JSON (400), a top-level object, `clientToken`, `version`, `state`,
- * `state.delta`, `desired`/`reported` types, nesting depth, arrays holding `null`. Unknown top-level keys and
+ * `state.delta`, `desired`/`reported` types, nesting depth, arrays holding `null`, strings, keys and numbers that
+ * cannot be stored (U+0000, unpaired surrogates, numbers beyond the double range). Unknown top-level keys and
  * unknown keys of `state` are dropped. The merged-state 8 KB limit is checked later by `applyUpdate`.
  * @param limits defaults to {@link SHADOW_LIMITS}
  */
@@ -192,6 +226,8 @@ export function parseUpdateRequest(
   for (const section of ['desired', 'reported'] as const) {
     const v = out.state[section];
     if (v !== undefined && v !== null && hasNullInArray(v, false)) return fail(SHADOW_MESSAGES.arrayContainsNull);
+    const why = v === undefined || v === null ? null : unstorable(v);
+    if (why !== null) return fail(why);
   }
   if (typeof version === 'number') out.version = version;
   if (tokenOk) out.clientToken = rawToken;

@@ -1,0 +1,428 @@
+/**
+ * The effect runner of the broker migration: the one place that turns the pure machine's effects
+ * (`migration-machine.ts`) into sockets, timers, shadow requests and file writes, and turns what happens on
+ * them back into machine events.
+ *
+ * Events are processed one at a time, in arrival order: `transition(state, event)`, then every effect in order,
+ * each awaited. Effects return quickly — opening a connection, subscribing and the verification `get` run in the
+ * background and come back as events (`connected`, `connectFailed`, `verified`, `verifyFailed`,
+ * `newConnectionLost`), so the machine's timers start when it says and bound everything.
+ *
+ * Connections: the old one is the {@link ConnectionManager}'s current connection; the runner opens the new one
+ * per attempt (`openConnection`), publishes presence on it, and at `switchPublishing` hands it to the manager
+ * (`adopt`), which returns the old one. `closeConnection old` then publishes `{state: "offline", brokerId: old}`
+ * on the old connection and closes it cleanly (a clean DISCONNECT suppresses the will, so the server would
+ * otherwise never learn the device left that broker).
+ *
+ * `switched` is dispatched once the `connected` report of the switch is acknowledged (PUBACK) through the new
+ * connection; timer `switch` covers a report that never is.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { statusTopic, type JsonObject } from '@switchyard/protocol';
+import type { BrokerTarget } from '../broker-target.ts';
+import type { Clock, TimerHandle } from '../clock.ts';
+import type { ConnectionManager } from '../connection/connection-manager.ts';
+import type { MqttConnection } from '../connection/mqtt-connection.ts';
+import type { PublishQueue } from '../publish-queue.ts';
+import type { ShadowClient } from '../shadow/shadow-client.ts';
+import type { StateStore } from '../state/state-store.ts';
+import type { MigrationMachine } from './migration-machine.ts';
+import {
+  TIMER_EVENTS,
+  type MigrationEffect,
+  type MigrationEvent,
+  type MigrationState,
+  type MigrationStateEvent,
+  type ReportEffect,
+  type TimerName,
+} from './migration-types.ts';
+import { reportedMqtt, reportsConnectedTo } from './report.ts';
+
+/** A machine event without its time: the runner stamps `at` from its clock. */
+export type RunnerEvent = MigrationEvent extends infer E ? (E extends MigrationEvent ? Omit<E, 'at'> : never) : never;
+
+/** Options of {@link MigrationRunner}. */
+export interface MigrationRunnerOptions {
+  deviceUuid: string;
+  machine: MigrationMachine;
+  /** The state to start in (`machine.initialState(persisted)`). */
+  initialState: MigrationState;
+  /** Opens a connection to a broker (resolves on CONNACK); the connection is already wired to the shadow client. */
+  open(target: BrokerTarget): Promise<MqttConnection>;
+  manager: ConnectionManager;
+  shadow: ShadowClient;
+  queue: PublishQueue;
+  store: StateStore;
+  clock: Clock;
+  log: Logger;
+  /** Bound of a presence publish before a close, ms; default 2000. */
+  closeTimeoutMs?: number;
+}
+
+/** Events of {@link MigrationRunner}. */
+export interface MigrationRunnerEvents {
+  /** Every transition (STYLE: "every transition emits a typed event"). */
+  'migration:state': [event: MigrationStateEvent];
+}
+
+/** What a `get` answer told the agent (see {@link MigrationRunner.shadowDocument}). */
+export interface ShadowDocumentInfo {
+  /** `desired.mqtt` as a broker, with the shadow version, when the shadow names one. */
+  assignment?: { target: BrokerTarget; version: number };
+  /** `reported.mqtt` of the document, if any. */
+  reported: JsonObject | undefined;
+}
+
+type Work = { kind: 'event'; event: MigrationEvent } | { kind: 'document'; info: ShadowDocumentInfo; at: number };
+
+/** See the module comment. */
+export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
+  readonly #o: MigrationRunnerOptions;
+  readonly #log: Logger;
+  #state: MigrationState;
+  readonly #work: Work[] = [];
+  #draining: Promise<void> | null = null;
+  readonly #timers = new Map<TimerName, TimerHandle>();
+  /** New connections by attempt (open, or being opened: `null`). */
+  readonly #newConns = new Map<string, MqttConnection | null>();
+  /** Close listeners of new connections, by attempt. */
+  readonly #closeListeners = new Map<string, () => void>();
+  /** Old connections handed back by `adopt`, by attempt, until `closeConnection old`. */
+  readonly #retiring = new Map<string, MqttConnection | null>();
+  /** Subscribe-then-get chain of the verification, by attempt. */
+  readonly #verifyChains = new Map<string, Promise<void>>();
+  /** The attempt whose switch is in progress (its `connected` report ends it). */
+  #switching: string | null = null;
+  /** Work started in the background (closing connections): awaited by `stop`. */
+  readonly #background = new Set<Promise<unknown>>();
+  #stopped = false;
+
+  constructor(options: MigrationRunnerOptions) {
+    super();
+    this.#o = options;
+    this.#log = options.log.child({ component: 'migration-runner' });
+    this.#state = options.initialState;
+  }
+
+  /** The machine's current state. */
+  get state(): MigrationState {
+    return this.#state;
+  }
+
+  /** Feeds a machine event (stamped with the clock's time); processed after those before it. */
+  dispatch(event: RunnerEvent): void {
+    if (this.#stopped && event.type !== 'abort') return;
+    this.#enqueue({ kind: 'event', event: { ...event, at: this.#o.clock.now() } as MigrationEvent });
+  }
+
+  /**
+   * Feeds a `device-state` `get` answer: its assignment (if any) goes to the machine; then, when no move is in
+   * progress and neither that step nor the document says the device is connected where it is, the runner
+   * reports `connected` for the current broker ("on every connect … report what it runs"; a missing shadow
+   * is created this way).
+   */
+  shadowDocument(info: ShadowDocumentInfo): void {
+    if (this.#stopped) return;
+    this.#enqueue({ kind: 'document', info, at: this.#o.clock.now() });
+  }
+
+  /** Resolves once every event fed so far has been processed. */
+  async idle(): Promise<void> {
+    while (this.#draining) await this.#draining;
+  }
+
+  /**
+   * Aborts any move (a move past its switch completes: persist, close the old connection), cancels every timer,
+   * closes connections still opening and waits for background work. Idempotent.
+   */
+  async stop(): Promise<void> {
+    if (!this.#stopped) {
+      this.dispatch({ type: 'abort', reason: 'agent stopping' });
+      this.#stopped = true;
+    }
+    await this.idle();
+    for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
+    for (const attemptId of [...this.#newConns.keys()]) this.#closeNew(attemptId, 'agent stopping', false);
+    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+  }
+
+  #enqueue(work: Work): void {
+    this.#work.push(work);
+    if (!this.#draining) {
+      this.#draining = this.#drain().finally(() => {
+        this.#draining = null;
+      });
+    }
+  }
+
+  async #drain(): Promise<void> {
+    for (let work = this.#work.shift(); work; work = this.#work.shift()) {
+      if (work.kind === 'event') {
+        await this.#step(work.event);
+        continue;
+      }
+      const { info, at } = work;
+      let reported = false;
+      if (info.assignment) {
+        reported = await this.#step({ type: 'assignment', ...info.assignment, source: 'shadow', at });
+      }
+      const s = this.#state;
+      if (!reported && s.name === 'idle' && !reportsConnectedTo(info.reported, s.current)) {
+        await this.#execute({ type: 'report', status: 'connected', broker: s.current, assignmentVersion: s.appliedVersion });
+      }
+    }
+  }
+
+  /** One transition and its effects; returns true when the effects included a report. */
+  async #step(event: MigrationEvent): Promise<boolean> {
+    const from = this.#state;
+    const { state, effects } = this.#o.machine.transition(from, event);
+    this.#state = state;
+    for (const effect of effects) {
+      try {
+        await this.#execute(effect);
+      } catch (err) {
+        // Effects catch their own expected failures; anything here is a bug or an I/O error worth a loud log.
+        this.#log.error({ err, effect: effect.type, state: state.name }, 'migration effect failed; continuing with the next effect');
+      }
+    }
+    return effects.some((e) => e.type === 'report');
+  }
+
+  async #execute(effect: MigrationEffect): Promise<void> {
+    switch (effect.type) {
+      case 'openConnection':
+        this.#openNew(effect.attemptId, effect.target);
+        return;
+      case 'closeConnection':
+        if (effect.which === 'new') this.#closeNew(effect.attemptId, effect.reason, true);
+        else this.#closeOld(effect.attemptId, effect.reason);
+        return;
+      case 'subscribe': {
+        const conn = this.#newConns.get(effect.attemptId);
+        if (!conn) {
+          this.dispatch({ type: 'verifyFailed', attemptId: effect.attemptId, reason: 'the new connection is gone' });
+          return;
+        }
+        const chain = conn.subscribe(this.#o.shadow.replyTopics());
+        this.#verifyChains.set(effect.attemptId, chain);
+        chain.catch((err: unknown) => this.dispatch({ type: 'verifyFailed', attemptId: effect.attemptId, reason: `subscribe through ${conn.target.url} failed: ${message(err)}` }));
+        return;
+      }
+      case 'sendShadowGet':
+        this.#verify(effect.attemptId);
+        return;
+      case 'startTimer': {
+        this.#cancelTimer(effect.name);
+        const { name, attemptId } = effect;
+        const handle = this.#o.clock.setTimeout(() => {
+          if (this.#timers.get(name) !== handle) return;
+          this.#timers.delete(name);
+          this.dispatch({ type: TIMER_EVENTS[name], attemptId });
+        }, effect.ms);
+        this.#timers.set(name, handle);
+        return;
+      }
+      case 'cancelTimer':
+        this.#cancelTimer(effect.name);
+        return;
+      case 'switchPublishing': {
+        const conn = this.#newConns.get(effect.attemptId);
+        if (!conn) {
+          this.#log.error({ attemptId: effect.attemptId }, 'switchPublishing without an open new connection; the switch timer will commit the move');
+          return;
+        }
+        const previous = this.#o.manager.adopt(conn);
+        this.#retiring.set(effect.attemptId, previous);
+        this.#o.queue.switchTo(conn);
+        this.#switching = effect.attemptId;
+        this.#log.info({ attemptId: effect.attemptId, from: previous?.target.brokerId, to: conn.target.brokerId }, 'publishing switched to the new broker');
+        return;
+      }
+      case 'report':
+        this.#report(effect);
+        return;
+      case 'persist': {
+        const state = { deviceUuid: this.#o.deviceUuid, broker: effect.broker, appliedVersion: effect.appliedVersion, ...(effect.pending ? { pending: effect.pending } : {}) };
+        try {
+          await this.#o.store.save(state);
+        } catch (err) {
+          this.#log.error({ err, path: this.#o.store.path, brokerId: effect.broker.brokerId }, 'could not persist the agent state; a restart may start from an older broker and converge through the shadow get');
+        }
+        return;
+      }
+      case 'emit':
+        this.emit('migration:state', effect.event);
+        this.#log.debug({ ...effect.event }, `migration ${effect.event.from} → ${effect.event.to} (${effect.event.cause})`);
+        return;
+      default: {
+        const never: never = effect;
+        throw new Error(`unknown effect ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  #openNew(attemptId: string, target: BrokerTarget): void {
+    this.#newConns.set(attemptId, null);
+    this.#o.open(target).then(
+      (conn) => {
+        if (!this.#newConns.has(attemptId) || this.#newConns.get(attemptId) !== null) {
+          // The attempt was given up while connecting (timeout, preemption, stop).
+          this.#track(conn.end({ reason: `attempt ${attemptId} abandoned` }));
+          return;
+        }
+        this.#newConns.set(attemptId, conn);
+        const onClose = (): void => this.dispatch({ type: 'newConnectionLost', attemptId, reason: `connection to ${target.url} lost: ${conn.closeReason ?? 'closed'}` });
+        this.#closeListeners.set(attemptId, onClose);
+        conn.once('close', onClose);
+        // Presence on every connect, to any broker (contract).
+        this.#publishStatus(conn, 'online');
+        this.dispatch({ type: 'connected', attemptId });
+      },
+      (err: unknown) => {
+        if (this.#newConns.get(attemptId) !== null) return;
+        this.#newConns.delete(attemptId);
+        this.dispatch({ type: 'connectFailed', attemptId, reason: message(err) });
+      },
+    );
+  }
+
+  /** Subscribe (already started), then the `get` through the new connection; its answer proves the round trip. */
+  #verify(attemptId: string): void {
+    const conn = this.#newConns.get(attemptId);
+    const chain = this.#verifyChains.get(attemptId);
+    if (!conn || !chain) {
+      this.dispatch({ type: 'verifyFailed', attemptId, reason: 'the new connection is gone' });
+      return;
+    }
+    chain
+      .then(() =>
+        this.#o.shadow.get((topic, payload) => conn.publish(topic, payload, { qos: 1 }), {
+          via: conn.id,
+          clientToken: this.#o.shadow.nextToken(`mv-${attemptId}`),
+          timeoutMs: this.#o.machine.config.verifyTimeoutMs + 1000,
+        }),
+      )
+      .then(
+        (answer) => {
+          // An answer through the new broker — accepted or rejected (404: no shadow yet) — is the proof.
+          this.#log.debug({ attemptId, ok: answer.ok }, 'shadow get answered through the new broker');
+          this.dispatch({ type: 'verified', attemptId });
+        },
+        (err: unknown) => {
+          if (this.#verifyChains.get(attemptId) !== chain) return;
+          this.dispatch({ type: 'verifyFailed', attemptId, reason: `shadow get through ${conn.target.url} failed: ${message(err)}` });
+        },
+      )
+      .finally(() => {
+        if (this.#verifyChains.get(attemptId) === chain) this.#verifyChains.delete(attemptId);
+      });
+  }
+
+  /** Gives up the new connection of an attempt that failed or was preempted (before any switch). */
+  #closeNew(attemptId: string, reason: string, restorePresence: boolean): void {
+    if (!this.#newConns.has(attemptId)) return;
+    const conn = this.#newConns.get(attemptId);
+    this.#newConns.delete(attemptId);
+    this.#verifyChains.delete(attemptId);
+    if (!conn) return; // still opening: ended when the open completes
+    const listener = this.#closeListeners.get(attemptId);
+    if (listener) conn.off('close', listener);
+    this.#closeListeners.delete(attemptId);
+    this.#track(
+      (async () => {
+        // It announced itself online on the target: take that back, then say again where the device is.
+        if (conn.isOpen) await this.#publishStatus(conn, 'offline');
+        await conn.end({ reason });
+        const current = this.#o.manager.current;
+        if (restorePresence && current && !this.#stopped) await this.#publishStatus(current, 'online');
+      })(),
+    );
+  }
+
+  /** After the switch: offline on the old broker, then a clean DISCONNECT. */
+  #closeOld(attemptId: string, reason: string): void {
+    const old = this.#retiring.get(attemptId);
+    this.#retiring.delete(attemptId);
+    // The new connection belongs to the manager now.
+    const listener = this.#closeListeners.get(attemptId);
+    const adopted = this.#newConns.get(attemptId);
+    if (listener && adopted) adopted.off('close', listener);
+    this.#closeListeners.delete(attemptId);
+    this.#newConns.delete(attemptId);
+    if (this.#switching === attemptId) this.#switching = null;
+    if (!old) return;
+    this.#log.info({ brokerId: old.target.brokerId, reason }, 'closing the connection to the old broker');
+    this.#track(
+      (async () => {
+        if (old.isOpen) await this.#publishStatus(old, 'offline');
+        await old.end({ reason });
+      })(),
+    );
+  }
+
+  #report(effect: ReportEffect): void {
+    const mqtt = reportedMqtt(effect);
+    const queue = this.#o.queue;
+    const { acked, reply } = this.#o.shadow.update((topic, payload) => queue.publish(topic, payload, { qos: 1 }), { reported: { mqtt } });
+    // The `connected` report that ends a move (it names the broker left) completes the switch once acknowledged.
+    const switching = effect.status === 'connected' && effect.previousBrokerId !== undefined ? this.#switching : null;
+    acked.then(
+      () => {
+        if (switching !== null && this.#switching === switching) this.dispatch({ type: 'switched', attemptId: switching });
+      },
+      (err: unknown) => this.#log.warn({ err: message(err), status: effect.status }, 'report not sent; the next connect reports again'),
+    );
+    reply.then(
+      (answer) => {
+        if (!answer.ok) this.#log.warn({ code: answer.error.code, message: answer.error.message, status: effect.status }, 'the server rejected a report');
+      },
+      (err: unknown) => this.#log.debug({ err: message(err), status: effect.status }, 'no answer to a report'),
+    );
+    this.#log.info({ status: effect.status, brokerId: effect.broker.brokerId, targetBrokerId: effect.targetBrokerId, error: effect.error, version: effect.assignmentVersion }, 'reporting reported.mqtt');
+  }
+
+  /** Publishes presence on one connection, bounded; never throws. */
+  async #publishStatus(conn: MqttConnection, state: 'online' | 'offline'): Promise<void> {
+    const body: Record<string, unknown> = { state, brokerId: conn.target.brokerId, at: new Date(this.#o.clock.now()).toISOString() };
+    try {
+      await withTimeout(this.#o.clock, conn.publish(statusTopic(this.#o.deviceUuid), JSON.stringify(body), { qos: 1 }), this.#o.closeTimeoutMs ?? 2000);
+    } catch (err) {
+      this.#log.debug({ err: message(err), connection: conn.id, state }, 'presence not acknowledged');
+    }
+  }
+
+  #cancelTimer(name: TimerName): void {
+    const handle = this.#timers.get(name);
+    if (handle !== undefined) this.#o.clock.clearTimeout(handle);
+    this.#timers.delete(name);
+  }
+
+  #track(p: Promise<unknown>): void {
+    const tracked = p.catch((err: unknown) => this.#log.warn({ err: message(err) }, 'closing a connection failed'));
+    this.#background.add(tracked);
+    void tracked.finally(() => this.#background.delete(tracked));
+  }
+}
+
+/** Rejects after `ms` on `clock` unless `p` settles first. */
+export function withTimeout<T>(clock: Clock, p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = clock.setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clock.clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clock.clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
