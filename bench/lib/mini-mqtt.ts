@@ -141,7 +141,7 @@ export class MiniMqttClient {
   }
 
   #onData(chunk: Buffer): void {
-    let buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    const buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
     let at = 0;
     const acks: number[] = [];
     for (;;) {
@@ -187,7 +187,6 @@ export class MiniMqttClient {
       }
     }
     this.#buf = at >= buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(at));
-    buf = Buffer.alloc(0);
     if (acks.length > 0) {
       const out = Buffer.allocUnsafe(4 * acks.length);
       acks.forEach((id, k) => {

@@ -9,6 +9,37 @@ import assert from 'node:assert/strict';
 import { startTestSwitchyard, type DeviceClient, type TestEnv } from '../helpers/switchyard.ts';
 import { waitFor } from '../helpers/wait.ts';
 
+/** Reads `GET /events` as a stream of {event, data}. */
+async function openEvents(url: string, token: string): Promise<{ events: Array<{ event: string; data: any }>; close(): void }> {
+  const ctrl = new AbortController();
+  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: ctrl.signal });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+  const events: Array<{ event: string; data: any }> = [];
+  const reader = res.body!.getReader();
+  let buf = '';
+  void (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf += Buffer.from(value).toString('utf8');
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const ev = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (ev && data) events.push({ event: ev, data: JSON.parse(data) });
+        }
+      }
+    } catch {
+      // aborted by close()
+    }
+  })();
+  return { events, close: () => ctrl.abort() };
+}
+
 export function assignmentContract(kind: 'embedded' | 'postgres', skip: string | false): void {
   describe(`broker assignment (${kind})`, { skip }, () => {
     let env: TestEnv;
@@ -37,6 +68,7 @@ export function assignmentContract(kind: 'embedded' | 'postgres', skip: string |
     it('assigns in one transaction, notifies through the current broker, and completes only on the device report through the target', async () => {
       const [a, b] = env.brokers;
       const d = await onlineDevice(0);
+      const stream = await openEvents(`${env.url}/api/v1/events?types=migration`, env.adminToken);
       const res = await env.api('PUT', `/api/v1/devices/${d.uuid}/broker`, { brokerId: b!.id });
       assert.equal(res.status, 200);
       assert.equal(res.body.success, true);
@@ -71,6 +103,12 @@ export function assignmentContract(kind: 'embedded' | 'postgres', skip: string |
       assert.ok(m.completedAt);
       const shadow = await env.api('GET', `/api/v1/devices/${d.uuid}/shadows/device-state`);
       assert.equal(shadow.body.state.delta, undefined, 'reported caught up with desired');
+      const seen = await waitFor(() => {
+        const steps = stream.events.filter((e) => e.data.id === migrationId).map((e) => e.data.status);
+        return steps.includes('completed') ? steps : null;
+      }, { message: 'migration events' });
+      assert.deepEqual(seen, ['pending', 'notified', 'migrating', 'completed']);
+      stream.close();
 
       const again = await env.api('PUT', `/api/v1/devices/${d.uuid}/broker`, { brokerId: b!.id });
       assert.equal(again.status, 200);

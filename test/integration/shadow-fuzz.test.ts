@@ -370,7 +370,8 @@ async function httpSnapshot(env: TestEnv, shadows: ReadonlyArray<{ uuid: string;
   }
   for (const uuid of new Set(shadows.map((s) => s.uuid))) {
     const res = await env.api('GET', `/api/v1/devices/${uuid}/shadows`);
-    out.push(`names ${uuid} ${res.status} ${JSON.stringify(res.body)}`);
+    const { timestamp: _answeredAt, ...body } = (res.body ?? {}) as Record<string, unknown>;
+    out.push(`names ${uuid} ${res.status} ${JSON.stringify(body)}`);
   }
   return out;
 }
@@ -632,5 +633,96 @@ describe('shadow service under malformed MQTT input (PostgreSQL + Mosquitto)', {
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     const summary = [...familyCounts.entries()].sort().map(([f, n]) => `${f}: ${n}`).join(', ');
     process.stderr.write(`# shadow-fuzz (postgres): ${shuffled.length + refused} messages (${expectedTotal} answered, ${checkedUnique} matched one-to-one, ${refused} refused by Mosquitto) in ${seconds} s, seed ${SEED}\n#   ${summary}\n`);
+  });
+});
+
+describe('shadow service under malformed MQTT input (PGlite + Aedes)', () => {
+  let env: TestEnv;
+
+  before(async () => {
+    env = await startTestSwitchyard('embedded', { brokers: 1 });
+  });
+  after(async () => {
+    await env?.stop();
+  });
+
+  // Aedes closes a device's connection when it publishes on a topic that is not its own, so every message here
+  // goes on a valid request topic of the publishing device itself; only the payload is malformed.
+  it('rejects 2,000 generated malformed payloads on a device\'s own topics and changes no row', async () => {
+    const started = Date.now();
+    const progress = new Progress();
+    const devices: Array<{ uuid: string; client: DeviceClient; kicked: number }> = [];
+    for (let i = 0; i < 2; i++) {
+      const d = await env.createDevice({ uuid: uniqueId('fz-e') });
+      const client = await env.connectDevice(d);
+      const entry = { uuid: d.uuid, client, kicked: 0 };
+      client.client.on('message', () => progress.notify());
+      client.client.on('close', () => {
+        entry.kicked += 1;
+        progress.notify();
+      });
+      await client.subscribe([`iot/device/${d.uuid}/shadow/+/+`, `iot/device/${d.uuid}/shadow/name/+/+/+`]);
+      const res = await env.api('POST', `/api/v1/devices/${d.uuid}/shadows/config`, { state: { desired: { led: 'on' }, reported: { led: 'off' } } });
+      assert.equal(res.status, 200);
+      devices.push(entry);
+    }
+    const tablesBefore = await dumpTables(env);
+    const httpBefore = await httpSnapshot(env, devices.map((d) => ({ uuid: d.uuid, name: 'config' })));
+
+    const count = 2_000;
+    const payloads = fc.sample(badUpdatePayload, { numRuns: count, seed: SEED + 10 });
+    const expected = new Map<string, { n: number; codes: Set<number>; token?: string; family: string }>();
+    const perDevice = devices.map(() => [] as Array<{ topic: string; body: Buffer; expectsReply: boolean }>);
+    for (const [i, p] of payloads.entries()) {
+      const d = i % devices.length;
+      const name = i % 20 === 0 ? 'config' : `f${i}`;
+      const uuid = devices[d]!.uuid;
+      perDevice[d]!.push({ topic: shadowTopic(uuid, name, 'update'), body: p.body, expectsReply: true });
+      const reply = shadowTopic(uuid, name, 'update', 'rejected');
+      const e = expected.get(reply) ?? { n: 0, codes: new Set<number>(), family: p.family };
+      e.n += 1;
+      for (const c of p.codes) e.codes.add(c);
+      if (name !== 'config' && p.token !== undefined) e.token = p.token;
+      expected.set(reply, e);
+    }
+    const replies = (): number => devices.reduce((n, d) => n + d.client.messages.length, 0);
+    await Promise.all(devices.map((d, i) => publishPaced(d.client.client, perDevice[i]!, { repliesSeen: replies }, progress, { window: 24, lag: 128 })));
+    while (replies() < count) await withTimeout(progress.next(), 20_000, `the last ${count - replies()} of ${count} rejections`);
+    await env.sy.shadows.drain();
+    for (const d of devices) {
+      const barrier = await d.client.request(`iot/device/${d.uuid}/shadow/name/barrier`, 'get', {}, 10_000);
+      assert.equal(barrier.payload.code, 404);
+    }
+    assert.deepEqual(devices.map((d) => d.kicked), devices.map(() => 0), 'Aedes kept every device connected');
+
+    const problems: string[] = [];
+    const got = new Map<string, Array<{ payload: any }>>();
+    for (const d of devices) {
+      for (const m of d.client.messages) {
+        if (m.topic.includes('/name/barrier/')) continue;
+        got.set(m.topic, [...(got.get(m.topic) ?? []), m]);
+      }
+    }
+    for (const topic of got.keys()) if (!expected.has(topic)) problems.push(`unexpected message on ${topic}`);
+    for (const [topic, e] of expected) {
+      const list = got.get(topic) ?? [];
+      if (list.length !== e.n) problems.push(`${topic} (${e.family}): ${list.length} rejections for ${e.n} requests`);
+      for (const m of list) {
+        if (!e.codes.has(m.payload?.code)) problems.push(`${topic} (${e.family}): code ${String(m.payload?.code)} "${String(m.payload?.message)}"`);
+        if (e.token !== undefined && m.payload?.clientToken !== e.token) problems.push(`${topic} (${e.family}): clientToken ${JSON.stringify(m.payload?.clientToken)}, expected ${e.token}`);
+      }
+    }
+    assert.deepEqual(problems.slice(0, 30), [], `${problems.length} problem(s); seed ${SEED + 10}`);
+
+    const tablesAfter = await dumpTables(env);
+    for (const [table, before] of tablesBefore) {
+      assert.equal(tablesAfter.get(table)!.count, before.count, `rows in ${table}`);
+      assert.equal(tablesAfter.get(table)!.rows, before.rows, `contents of ${table} (byte for byte)`);
+    }
+    assert.deepEqual(await httpSnapshot(env, devices.map((d) => ({ uuid: d.uuid, name: 'config' }))), httpBefore);
+    assert.equal((await env.api('GET', '/healthz', undefined, { token: null })).status, 200);
+    const ok = await devices[0]!.client.request(`iot/device/${devices[0]!.uuid}/shadow/name/after-fuzz`, 'update', { state: { reported: { ok: true } } });
+    assert.equal(ok.payload.version, 1);
+    process.stderr.write(`# shadow-fuzz (embedded): ${count} malformed updates, ${expected.size} reply topics checked, in ${((Date.now() - started) / 1000).toFixed(1)} s, seed ${SEED + 10}\n`);
   });
 });

@@ -1,0 +1,354 @@
+/**
+ * `createAgent(options)`: the device agent, assembled from its parts — the connection manager (current
+ * connection, reconnect with backoff), the shadow client, the migration machine and its runner, the publish
+ * queue, the state store and the heartbeat. `bin/switchyard-agent` is a thin shell around it.
+ *
+ * Boot: with a state file, start from its broker (the API is not asked: a device must come back even when the
+ * control plane is down). Without one (first boot, or a state file that cannot be used), ask
+ * `GET /api/v1/devices/:uuid/config`, persist that broker atomically, then connect. On every connect:
+ * subscribe to the shadow reply topics, switch the publish queue to the connection, publish presence, and
+ * `get` the `device-state` shadow — whose answer re-delivers any assignment made while the device was away
+ * (or while it was killed mid-move) and, when nothing moves, lets it report what it runs.
+ */
+import { EventEmitter } from 'node:events';
+import { pino, type Logger } from 'pino';
+import { nextDelay, statusTopic, type BackoffPolicy } from '@switchyard/protocol';
+import type { BrokerTarget } from './broker-target.ts';
+import { systemClock, type Clock } from './clock.ts';
+import type { AgentConfig } from './config.ts';
+import { ConnectionManager, DEFAULT_RECONNECT_BACKOFF } from './connection/connection-manager.ts';
+import { openMqttConnection, type MqttConnection } from './connection/mqtt-connection.ts';
+import { createMigrationMachine, type MigrationMachineConfig } from './migration/migration-machine.ts';
+import { MigrationRunner, withTimeout } from './migration/migration-runner.ts';
+import type { MigrationState, MigrationStateEvent } from './migration/migration-types.ts';
+import { ConfigFetchError, fetchDeviceConfig } from './poller/config-client.ts';
+import { PublishQueue, type PublishOptions } from './publish-queue.ts';
+import { ShadowClient } from './shadow/shadow-client.ts';
+import { createStateStore, StateFileError, type AgentState } from './state/state-store.ts';
+import { startHeartbeat, type Heartbeat } from './telemetry/heartbeat.ts';
+
+/** Options of {@link createAgent}. */
+export interface AgentOptions {
+  /** The parsed configuration (`parseAgentConfig`). Only `apiUrl`, `deviceUuid`, `deviceToken`, `stateDir`, `heartbeatMs` are used so far. */
+  config: Pick<AgentConfig, 'apiUrl' | 'deviceUuid' | 'deviceToken' | 'stateDir' | 'heartbeatMs'> & Partial<AgentConfig>;
+  /** Time and timers; default the system clock. */
+  clock?: Clock;
+  /** Logger; default a silent one. Children carry `{component, deviceUuid}`. */
+  log?: Logger;
+  /** HTTP client for the config endpoint; default the global `fetch`. */
+  fetch?: typeof fetch;
+  /** Migration timeouts and retry backoff; defaults in `DEFAULT_MIGRATION_CONFIG` (10 s timeouts, 1 s → 60 s backoff). */
+  migration?: Partial<MigrationMachineConfig>;
+  /** Reconnect backoff of the current connection; default 0.5 s → 30 s. */
+  reconnectBackoff?: BackoffPolicy;
+  /** Backoff of the first-boot config request while the API is unreachable; default 1 s → 30 s. */
+  configBackoff?: BackoffPolicy;
+  /** CONNACK timeout of every connection, ms; default 10000. */
+  connectTimeoutMs?: number;
+  /** PEM CA for `mqtts`/`wss` brokers. */
+  ca?: string | string[];
+  /** Most messages pending in the publish queue; default 1000. */
+  maxQueuedMessages?: number;
+  /** Bounds of `stop`: how long to wait for pending publishes and presence, ms; default 2000. */
+  stopTimeoutMs?: number;
+}
+
+/** A snapshot of the agent. */
+export interface AgentStatus {
+  /** `stopped` before `start` / after `stop`; `starting` during boot; `running` after. */
+  lifecycle: 'stopped' | 'starting' | 'running' | 'stopping';
+  /** The migration machine's state (current broker, move in progress). Null before boot. */
+  migration: MigrationState | null;
+  /** The broker the current connection is to, when connected. */
+  connectedBrokerId: number | null;
+  /** Id of the current connection (e.g. `b2#3`), when connected. */
+  connectionId: string | null;
+  /** Messages waiting in the publish queue (not yet acknowledged). */
+  queuedMessages: number;
+  /** Heartbeat `bootId` and last `seq`, when the heartbeat runs. */
+  heartbeat: { bootId: string; seq: number } | null;
+}
+
+/** Events of an {@link Agent}. */
+export interface AgentEvents {
+  /** Every transition of the migration machine. */
+  'migration:state': [event: MigrationStateEvent];
+  /** A connection became current (first connect, reconnect, or a move's new connection adopted). */
+  connected: [info: { brokerId: number; broker: string; connection: string; adopted: boolean }];
+  /** The current connection was lost; a reconnect follows after `retryInMs`. */
+  disconnected: [info: { brokerId: number; reason: string; retryInMs: number }];
+  /** A (re)connect to the current broker failed. */
+  connectFailed: [info: { brokerId: number; reason: string; attempt: number; retryInMs: number }];
+}
+
+/** The device agent. */
+export interface Agent {
+  /**
+   * Boots: loads the state (or fetches the config and persists it), starts connecting, starts the heartbeat.
+   * Resolves once connecting has started (listen for `connected`); rejects on a permanent problem (no broker
+   * for the device, a refused token, an unusable state directory).
+   */
+  start(): Promise<void>;
+  /** Stops cleanly: aborts a move in progress, waits (bounded) for pending publishes, publishes presence offline, disconnects. */
+  stop(): Promise<void>;
+  /** Publishes through the queue (survives reconnects and broker moves); resolves on PUBACK for QoS 1. */
+  publish(topic: string, payload: string | Uint8Array, options?: PublishOptions): Promise<void>;
+  /** A snapshot. */
+  state(): AgentStatus;
+  on<K extends keyof AgentEvents>(event: K, listener: (...args: AgentEvents[K]) => void): Agent;
+  once<K extends keyof AgentEvents>(event: K, listener: (...args: AgentEvents[K]) => void): Agent;
+  off<K extends keyof AgentEvents>(event: K, listener: (...args: AgentEvents[K]) => void): Agent;
+}
+
+/** The agent cannot start; `code` says why. The message never contains the token. */
+export class AgentStartError extends Error {
+  override readonly name = 'AgentStartError';
+  constructor(
+    readonly code: 'DEVICE_HAS_NO_BROKER' | 'CONFIG_REFUSED' | 'STATE_OF_ANOTHER_DEVICE' | 'STOPPED_WHILE_STARTING',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Creates an agent (does nothing until `start`). */
+export function createAgent(options: AgentOptions): Agent {
+  const { config } = options;
+  const clock = options.clock ?? systemClock;
+  const rootLog = (options.log ?? pino({ level: 'silent' })).child({ deviceUuid: config.deviceUuid });
+  const log = rootLog.child({ component: 'agent' });
+  const emitter = new EventEmitter<AgentEvents>();
+  const store = createStateStore({ stateDir: config.stateDir, log: rootLog.child({ component: 'state-store' }) });
+  const queue = new PublishQueue({ maxMessages: options.maxQueuedMessages ?? 1000, log: rootLog.child({ component: 'publish-queue' }) });
+  const shadow = new ShadowClient({ deviceUuid: config.deviceUuid, clock, log: rootLog });
+  const machine = createMigrationMachine(options.migration ?? {});
+  const stopTimeoutMs = options.stopTimeoutMs ?? 2000;
+
+  let lifecycle: AgentStatus['lifecycle'] = 'stopped';
+  let runner: MigrationRunner | null = null;
+  let heartbeat: Heartbeat | null = null;
+  let connectionSeq = 0;
+  const bootAbort = new AbortController();
+
+  /** Opens a connection wired to the shadow client. */
+  const open = async (target: BrokerTarget): Promise<MqttConnection> => {
+    const conn = await openMqttConnection({
+      target,
+      deviceUuid: config.deviceUuid,
+      deviceToken: config.deviceToken,
+      id: `b${target.brokerId}#${++connectionSeq}`,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      ...(options.ca !== undefined ? { ca: options.ca } : {}),
+      log: rootLog.child({ component: 'mqtt' }),
+      clock,
+    });
+    const via = { id: conn.id, brokerId: target.brokerId };
+    conn.on('message', (topic, payload) => shadow.handleMessage(via, topic, payload));
+    return conn;
+  };
+
+  const presence = (conn: MqttConnection): Promise<void> =>
+    conn.publish(statusTopic(config.deviceUuid), JSON.stringify({ state: 'online', brokerId: conn.target.brokerId, at: new Date(clock.now()).toISOString() }), { qos: 1 });
+
+  /** A `get` through the current connection: its answer arrives as a shadow-client event. Coalesced. */
+  let getInFlight = false;
+  let getAgain = false;
+  const requestShadow = (reason: string): void => {
+    const conn = manager.current;
+    if (!conn) return; // the next connect does a get anyway
+    if (getInFlight) {
+      getAgain = true;
+      return;
+    }
+    getInFlight = true;
+    shadow
+      .get((topic, payload) => conn.publish(topic, payload, { qos: 1 }))
+      .then(
+        (answer) => {
+          if (!answer.ok && answer.error.code !== 404) log.warn({ code: answer.error.code, message: answer.error.message, reason }, 'shadow get rejected');
+        },
+        (err: unknown) => log.warn({ err: (err as Error).message, reason }, 'shadow get failed; the next connect or delta asks again'),
+      )
+      .finally(() => {
+        getInFlight = false;
+        if (getAgain) {
+          getAgain = false;
+          requestShadow('coalesced');
+        }
+      });
+  };
+
+  const manager = new ConnectionManager({
+    open,
+    clock,
+    log: rootLog,
+    backoff: options.reconnectBackoff ?? DEFAULT_RECONNECT_BACKOFF,
+    async onConnected(conn) {
+      // Contract order: subscribe BEFORE any request; presence; publishing; the get that re-delivers assignments.
+      await conn.subscribe(shadow.replyTopics());
+      queue.switchTo(conn);
+      presence(conn).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'presence online not acknowledged'));
+      requestShadow('connected');
+    },
+    onDisconnected(conn, reason) {
+      if (queue.connectionId === conn.id) queue.switchTo(null);
+      runner?.dispatch({ type: 'oldConnectionLost', reason });
+    },
+  });
+  manager.on('connected', (info) => emitter.emit('connected', info));
+  manager.on('disconnected', (info) => emitter.emit('disconnected', info));
+  manager.on('connectFailed', (info) => emitter.emit('connectFailed', info));
+
+  shadow.on('assignment', ({ target, version, reported }) => runner?.shadowDocument({ assignment: { target, version }, reported }));
+  shadow.on('noAssignment', ({ reported }) => runner?.shadowDocument({ reported }));
+  shadow.on('assignmentChanged', ({ version }) => requestShadow(`delta v${version}`));
+
+  /** The persisted state, or the config endpoint's broker (persisted first). */
+  async function boot(): Promise<AgentState> {
+    let saved: AgentState | null = null;
+    try {
+      saved = await store.load();
+    } catch (err) {
+      if (!(err instanceof StateFileError)) throw err;
+      log.error({ err, path: store.path }, 'the state file cannot be used; asking the API for the broker and overwriting it');
+    }
+    if (saved) {
+      if (saved.deviceUuid !== config.deviceUuid) {
+        throw new AgentStartError('STATE_OF_ANOTHER_DEVICE', `${store.path} belongs to device ${saved.deviceUuid}, not ${config.deviceUuid}: use another --state-dir`);
+      }
+      log.info({ brokerId: saved.broker.brokerId, broker: saved.broker.url, appliedVersion: saved.appliedVersion }, 'starting from the persisted broker');
+      return saved;
+    }
+    const broker = await fetchBroker();
+    const state: AgentState = { deviceUuid: config.deviceUuid, broker, appliedVersion: 0 };
+    // Persist before connecting: a crash from here on boots on this broker without asking again.
+    await store.save(state);
+    log.info({ brokerId: broker.brokerId, broker: broker.url }, 'first boot: broker from the config endpoint persisted');
+    return state;
+  }
+
+  async function fetchBroker(): Promise<BrokerTarget> {
+    const backoff = options.configBackoff ?? { baseMs: 1000, maxMs: 30_000 };
+    for (let attempt = 0; ; attempt++) {
+      if (bootAbort.signal.aborted) throw new AgentStartError('STOPPED_WHILE_STARTING', 'agent stopped while asking for its config');
+      try {
+        const res = await fetchDeviceConfig({
+          apiUrl: config.apiUrl,
+          deviceUuid: config.deviceUuid,
+          deviceToken: config.deviceToken,
+          ...(options.fetch ? { fetch: options.fetch } : {}),
+          signal: AbortSignal.any([bootAbort.signal, AbortSignal.timeout(15_000)]),
+        });
+        if (res.status !== 'ok') throw new ConfigFetchError('config endpoint answered 304 to a request without If-None-Match', false, 304);
+        if (!res.mqtt) {
+          throw new AgentStartError('DEVICE_HAS_NO_BROKER', `device ${config.deviceUuid} has no broker assigned: assign one (PUT /api/v1/devices/${config.deviceUuid}/broker) and start again`);
+        }
+        return res.mqtt;
+      } catch (err) {
+        if (err instanceof AgentStartError) throw err;
+        if (err instanceof ConfigFetchError && err.permanent) throw new AgentStartError('CONFIG_REFUSED', err.message, { cause: err });
+        if (bootAbort.signal.aborted) throw new AgentStartError('STOPPED_WHILE_STARTING', 'agent stopped while asking for its config');
+        const delay = nextDelay(Math.min(attempt, 20), backoff);
+        log.warn({ err: (err as Error).message, attempt, retryInMs: delay }, 'cannot get the config yet; retrying');
+        await new Promise<void>((resolve) => {
+          const t = clock.setTimeout(resolve, delay);
+          bootAbort.signal.addEventListener('abort', () => {
+            clock.clearTimeout(t);
+            resolve();
+          }, { once: true });
+        });
+      }
+    }
+  }
+
+  const agent: Agent = {
+    async start() {
+      if (lifecycle !== 'stopped') throw new Error(`agent already ${lifecycle}`);
+      lifecycle = 'starting';
+      try {
+        const persisted = await boot();
+        if (lifecycle !== 'starting') throw new AgentStartError('STOPPED_WHILE_STARTING', 'agent stopped while starting');
+        runner = new MigrationRunner({
+          deviceUuid: config.deviceUuid,
+          machine,
+          initialState: machine.initialState(persisted),
+          open,
+          manager,
+          shadow,
+          queue,
+          store,
+          clock,
+          log: rootLog,
+          closeTimeoutMs: stopTimeoutMs,
+        });
+        runner.on('migration:state', (event) => emitter.emit('migration:state', event));
+        manager.start(persisted.broker);
+        if (config.heartbeatMs > 0) {
+          heartbeat = startHeartbeat({ deviceUuid: config.deviceUuid, periodMs: config.heartbeatMs, publish: (t, p, o) => agent.publish(t, p, o), clock, log: rootLog });
+        }
+        lifecycle = 'running';
+        log.info({ brokerId: persisted.broker.brokerId, heartbeatMs: config.heartbeatMs }, 'agent started');
+      } catch (err) {
+        if (lifecycle === 'starting') lifecycle = 'stopped';
+        throw err;
+      }
+    },
+
+    async stop() {
+      if (lifecycle === 'stopped' || lifecycle === 'stopping') return;
+      lifecycle = 'stopping';
+      bootAbort.abort();
+      heartbeat?.stop();
+      await runner?.stop();
+      // Let what is in flight be acknowledged, within bounds (a dead broker acknowledges nothing).
+      if (queue.size > 0 && manager.current) {
+        await withTimeout(clock, queue.flushed(), stopTimeoutMs).catch((err: unknown) => log.warn({ err: (err as Error).message, pending: queue.size }, 'stopping with unacknowledged messages'));
+      }
+      const conn = manager.stop();
+      if (conn) {
+        // A clean DISCONNECT suppresses the will: say offline ourselves.
+        await withTimeout(
+          clock,
+          conn.publish(statusTopic(config.deviceUuid), JSON.stringify({ state: 'offline', brokerId: conn.target.brokerId, at: new Date(clock.now()).toISOString() }), { qos: 1 }),
+          stopTimeoutMs,
+        ).catch((err: unknown) => log.debug({ err: (err as Error).message }, 'presence offline not acknowledged'));
+        await conn.end({ reason: 'agent stopping', timeoutMs: stopTimeoutMs });
+      }
+      queue.close('agent stopped');
+      shadow.close('agent stopped');
+      lifecycle = 'stopped';
+      log.info('agent stopped');
+    },
+
+    publish(topic, payload, publishOptions) {
+      return queue.publish(topic, payload, publishOptions);
+    },
+
+    state() {
+      const conn = manager.current;
+      return {
+        lifecycle,
+        migration: runner?.state ?? null,
+        connectedBrokerId: conn?.target.brokerId ?? null,
+        connectionId: conn?.id ?? null,
+        queuedMessages: queue.size,
+        heartbeat: heartbeat ? { bootId: heartbeat.bootId, seq: heartbeat.seq } : null,
+      };
+    },
+
+    on(event, listener) {
+      emitter.on(event, listener as never);
+      return agent;
+    },
+    once(event, listener) {
+      emitter.once(event, listener as never);
+      return agent;
+    },
+    off(event, listener) {
+      emitter.off(event, listener as never);
+      return agent;
+    },
+  };
+  return agent;
+}

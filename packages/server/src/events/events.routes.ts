@@ -1,0 +1,41 @@
+/**
+ * `GET /events`: server-sent events (hand-written SSE; `@fastify/sse` needs a newer Node).
+ * `?types=migration,presence,broker` filters; a comment line every 15 s keeps proxies from closing it.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import type { EventBus } from './event-bus.ts';
+
+export const eventRoutes: FastifyPluginAsync<{ bus: EventBus; heartbeatMs?: number }> = async (app, { bus, heartbeatMs = 15_000 }) => {
+  app.get<{ Querystring: { types?: string } }>(
+    '/events',
+    {
+      schema: {
+        tags: ['events'],
+        summary: 'Live server events (text/event-stream): migration steps, presence, broker connections',
+        querystring: {
+          type: 'object',
+          properties: { types: { type: 'string', pattern: '^(migration|presence|broker)(,(migration|presence|broker))*$' } },
+          additionalProperties: false,
+        },
+      },
+    },
+    (req, reply) => {
+      const wanted = req.query.types ? new Set(req.query.types.split(',')) : null;
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      res.write(': switchyard events\n\n');
+      const off = bus.subscribe((e) => {
+        if (wanted && !wanted.has(e.type)) return;
+        res.write(`event: ${e.type}\ndata: ${JSON.stringify({ ...e.data, at: e.at })}\n\n`);
+      });
+      const beat = setInterval(() => res.write(': keep-alive\n\n'), heartbeatMs);
+      const close = (): void => {
+        clearInterval(beat);
+        off();
+      };
+      req.raw.on('close', close);
+      res.on('error', close);
+    },
+  );
+};

@@ -1,0 +1,14 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../packages/server/src/config.ts';
+import { silentLogger } from '../packages/server/src/log.ts';
+import { startSwitchyard } from '../packages/server/src/serve.ts';
+const dir = await mkdtemp(join(tmpdir(), 'sy-docs-'));
+const t0 = Date.now();
+const sy = await startSwitchyard({ config: loadConfig({ SWITCHYARD_DATA_DIR: dir, SWITCHYARD_EMBEDDED_BROKERS: 'none', SWITCHYARD_ADMIN_TOKEN: 'sya_docs-generator-token-0000', SWITCHYARD_SECRET: 'docs-generator-secret-000' }), log: silentLogger(), listen: false });
+console.error('started', Date.now() - t0);
+const res = await sy.app.inject({ method: 'GET', url: '/openapi.json' });
+console.log(res.body);
+await sy.stop(); await rm(dir, { recursive: true, force: true });
+console.error('done', Date.now() - t0);
