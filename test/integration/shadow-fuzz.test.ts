@@ -654,6 +654,9 @@ describe('shadow service under malformed MQTT input (PGlite + Aedes)', () => {
     const devices: Array<{ uuid: string; client: DeviceClient; kicked: number }> = [];
     for (let i = 0; i < 2; i++) {
       const d = await env.createDevice({ uuid: uniqueId('fz-e') });
+      // Seeded before the device connects, so that the seed's own replies cannot reach it.
+      const res = await env.api('POST', `/api/v1/devices/${d.uuid}/shadows/config`, { state: { desired: { led: 'on' }, reported: { led: 'off' } } });
+      assert.equal(res.status, 200);
       const client = await env.connectDevice(d);
       const entry = { uuid: d.uuid, client, kicked: 0 };
       client.client.on('message', () => progress.notify());
@@ -662,8 +665,6 @@ describe('shadow service under malformed MQTT input (PGlite + Aedes)', () => {
         progress.notify();
       });
       await client.subscribe([`iot/device/${d.uuid}/shadow/+/+`, `iot/device/${d.uuid}/shadow/name/+/+/+`]);
-      const res = await env.api('POST', `/api/v1/devices/${d.uuid}/shadows/config`, { state: { desired: { led: 'on' }, reported: { led: 'off' } } });
-      assert.equal(res.status, 200);
       devices.push(entry);
     }
     const tablesBefore = await dumpTables(env);

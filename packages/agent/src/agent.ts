@@ -152,27 +152,33 @@ export function createAgent(options: AgentOptions): Agent {
     conn.publish(statusTopic(config.deviceUuid), JSON.stringify({ state: 'online', brokerId: conn.target.brokerId, at: new Date(clock.now()).toISOString() }), { qos: 1 });
 
   /** A `get` through the current connection: its answer arrives as a shadow-client event. Coalesced. */
-  let getInFlight = false;
+  let getInFlight: MqttConnection | null = null;
   let getAgain = false;
   const requestShadow = (reason: string): void => {
     const conn = manager.current;
     if (!conn) return; // the next connect does a get anyway
-    if (getInFlight) {
+    // Coalesce with a get in flight on this same live connection; one sent on a connection since lost may
+    // never be answered (its answer went to a session that no longer exists), so it does not count.
+    if (getInFlight === conn && conn.isOpen) {
       getAgain = true;
       return;
     }
-    getInFlight = true;
+    getInFlight = conn;
     shadow
       .get((topic, payload) => conn.publish(topic, payload, { qos: 1 }))
       .then(
         (answer) => {
+          if (lifecycle === 'stopping' || lifecycle === 'stopped') return;
           if (!answer.ok && answer.error.code !== 404) log.warn({ code: answer.error.code, message: answer.error.message, reason }, 'shadow get rejected');
         },
-        (err: unknown) => log.warn({ err: (err as Error).message, reason }, 'shadow get failed; the next connect or delta asks again'),
+        (err: unknown) => {
+          if (lifecycle !== 'stopping' && lifecycle !== 'stopped') log.warn({ err: (err as Error).message, reason }, 'shadow get failed; the next connect or delta asks again');
+        },
       )
       .finally(() => {
-        getInFlight = false;
-        if (getAgain) {
+        if (getInFlight !== conn) return; // superseded by a get on a newer connection
+        getInFlight = null;
+        if (getAgain && lifecycle === 'running') {
           getAgain = false;
           requestShadow('coalesced');
         }

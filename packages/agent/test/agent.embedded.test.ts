@@ -155,7 +155,7 @@ describe('agent (embedded server: PGlite + two Aedes brokers)', () => {
     await assign(env, device.uuid, b1);
     await waitFor(() => transitions.some((t) => t.to === 'idle' && t.brokerId === b1), { timeoutMs: 15_000, message: 'move completed (idle on broker 1)' });
     const names = transitions.map((t) => t.to);
-    for (const step of ['connecting', 'verifying', 'switching', 'idle']) assert.ok(names.includes(step), `passed through ${step}: ${names.join(' → ')}`);
+    for (const step of ['connecting', 'verifying', 'switching', 'idle'] as const) assert.ok(names.includes(step), `passed through ${step}: ${names.join(' → ')}`);
     await waitFor(() => connectedTo(env, 1, device.uuid) && !connectedTo(env, 0, device.uuid), { message: 'on broker 1 and gone from broker 0' });
     assert.equal(agent.state().connectedBrokerId, b1);
 
@@ -186,6 +186,7 @@ describe('agent (embedded server: PGlite + two Aedes brokers)', () => {
     }, { message: 'every heartbeat at the watchers' }).catch(() => seqsSeen(watchers, bootId));
     const missing = Array.from({ length: last }, (_, i) => i + 1).filter((n) => !seen.has(n));
     assert.deepEqual(missing, [], `heartbeat seqs missing across the move (1..${last})`);
+    if (process.env.SWITCHYARD_TEST_LOG) console.log({ last, seqAtMove, perBroker: watchers.map((w) => seqsSeen([w], bootId).size) });
     assert.ok([...seqsSeen([watchers[1]!], bootId)].length > 0, 'heartbeats went through broker 1 after the move');
     assert.ok(!connectedTo(env, 1, device.uuid), 'a stopped agent disconnected');
 
@@ -245,6 +246,57 @@ describe('agent (embedded server: PGlite + two Aedes brokers)', () => {
     await agent.stop();
   });
 
+  it('reconnects with backoff when the broker drops it, re-subscribes, and loses no heartbeat', { timeout: 60_000 }, async () => {
+    const b0 = env.brokers[0]!.id;
+    const b1 = env.brokers[1]!.id;
+    const device = await env.createDevice({ brokerIndex: 0 });
+    const watcher = await Watcher.connect(env, 0, device, [`iot/device/${device.uuid}/telemetry/heartbeat`]);
+    cleanups.push(() => watcher.close());
+    const agent = await startAgent(device, await tempDir(), {}, 20);
+    const events: string[] = [];
+    agent.on('connected', (i) => events.push(`connected:${i.brokerId}`));
+    agent.on('disconnected', (i) => events.push(`disconnected:${i.brokerId}:${i.retryInMs}`));
+    const connected = untilConnected(agent, b0);
+    await agent.start();
+    await connected;
+    for (let drop = 0; drop < 2; drop++) {
+      await waitFor(() => (agent.state().heartbeat?.seq ?? 0) >= 5 * (drop + 1), { message: 'heartbeats' });
+      const again = untilConnected(agent, b0);
+      const aedes = env.sy.embeddedBrokers[0]!.broker as unknown as { clients: Record<string, { close(): void }> };
+      aedes.clients[device.uuid]!.close();
+      await again;
+    }
+    assert.equal(events.filter((e) => e.startsWith('disconnected')).length, 2, events.join(', '));
+    // Still subscribed after the reconnects: an assignment arrives and is carried out.
+    await assign(env, device.uuid, b1);
+    await waitFor(() => connectedTo(env, 1, device.uuid) && !connectedTo(env, 0, device.uuid), { timeoutMs: 15_000, message: 'moved to broker 1 after reconnects' });
+    const bootId = agent.state().heartbeat!.bootId;
+    await agent.stop();
+    const last = agent.state().heartbeat!.seq;
+    // The watcher is on broker 0 only: it must have every beat sent before the move (the rest went to broker 1).
+    const seen = seqsSeen([watcher], bootId);
+    const upTo = Math.max(...seen);
+    const missing = Array.from({ length: upTo }, (_, i) => i + 1).filter((n) => !seen.has(n));
+    assert.deepEqual(missing, [], `heartbeats lost across reconnects (1..${upTo} of ${last})`);
+    assert.ok(upTo >= 10);
+  });
+
+  it('the CLI exits 2 with a precise message when the API refuses its token, and never prints it', { timeout: 30_000 }, async () => {
+    const device = await env.createDevice({ brokerIndex: 0 });
+    const wrong = `${device.token}x`;
+    const child = spawn(process.execPath, [BIN, '--api-url', env.url, '--device-uuid', device.uuid, '--state-dir', await tempDir()], {
+      env: { ...process.env, SWITCHYARD_DEVICE_TOKEN: wrong },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await withTimeout(new Promise<number | null>((r) => child.once('exit', (c) => r(c))), 20_000, 'CLI exit');
+    assert.equal(code, 2, out);
+    assert.match(out, /answered 40[13].*check the device token/);
+    assert.ok(!out.includes(wrong) && !out.includes(device.token));
+  });
+
   it('the CLI converges on the assigned broker after a SIGKILL right after the assignment, and stops cleanly on SIGTERM', { timeout: 60_000 }, async () => {
     const [b0, b1] = [env.brokers[0]!.id, env.brokers[1]!.id];
     const device = await env.createDevice({ brokerIndex: 0 });
@@ -279,7 +331,7 @@ describe('agent (embedded server: PGlite + two Aedes brokers)', () => {
     assert.notEqual(b0, b1);
 
     second.kill('SIGTERM');
-    const [code] = (await withTimeout(new Promise((r) => second.once('exit', (...a) => r(a))), 10_000, 'CLI exit')) as [number | null];
+    const code = await withTimeout(new Promise<number | null>((r) => second.once('exit', (c) => r(c))), 10_000, 'CLI exit');
     assert.equal(code, 0, `clean exit on SIGTERM; output:\n${out}`);
     assert.ok(!out.includes(device.token), 'the token never appears in the output');
     await waitFor(() => !connectedTo(env, 1, device.uuid), { message: 'disconnected after SIGTERM' });

@@ -97,6 +97,8 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
   /** Work started in the background (closing connections): awaited by `stop`. */
   readonly #background = new Set<Promise<unknown>>();
   #stopped = false;
+  /** While a `get` answer is processed: its `reported.mqtt`, to skip a `connected` report it already shows. */
+  #documentReported: JsonObject | undefined;
 
   constructor(options: MigrationRunnerOptions) {
     super();
@@ -164,12 +166,17 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
       }
       const { info, at } = work;
       let reported = false;
-      if (info.assignment) {
-        reported = await this.#step({ type: 'assignment', ...info.assignment, source: 'shadow', at });
-      }
-      const s = this.#state;
-      if (!reported && s.name === 'idle' && !reportsConnectedTo(info.reported, s.current)) {
-        await this.#execute({ type: 'report', status: 'connected', broker: s.current, assignmentVersion: s.appliedVersion });
+      this.#documentReported = info.reported;
+      try {
+        if (info.assignment) {
+          reported = await this.#step({ type: 'assignment', ...info.assignment, source: 'shadow', at });
+        }
+        const s = this.#state;
+        if (!reported && s.name === 'idle' && !reportsConnectedTo(info.reported, s.current)) {
+          await this.#execute({ type: 'report', status: 'connected', broker: s.current, assignmentVersion: s.appliedVersion });
+        }
+      } finally {
+        this.#documentReported = undefined;
       }
     }
   }
@@ -363,6 +370,12 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
   }
 
   #report(effect: ReportEffect): void {
+    if (effect.status === 'connected' && effect.previousBrokerId === undefined && reportsConnectedTo(this.#documentReported, effect.broker)) {
+      // An assignment for the broker the device is on, answered by a document that already says so: every
+      // report bumps the shadow version, and a version bump is what re-delivers that assignment — skip it.
+      this.#log.debug({ brokerId: effect.broker.brokerId, version: effect.assignmentVersion }, 'already reported connected here; not reporting again');
+      return;
+    }
     const mqtt = reportedMqtt(effect);
     const queue = this.#o.queue;
     const { acked, reply } = this.#o.shadow.update((topic, payload) => queue.publish(topic, payload, { qos: 1 }), { reported: { mqtt } });

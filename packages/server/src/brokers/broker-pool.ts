@@ -75,7 +75,7 @@ export class BrokerNotConnectedError extends Error {
 export interface BrokerPool {
   start(): Promise<void>;
   refresh(): Promise<void>;
-  /** Resolves on PUBACK (QoS 1) or once written (QoS 0); rejects when the broker is not connected. */
+  /** Resolves on PUBACK (QoS 1) or once handed to the MQTT client (QoS 0); rejects when the broker is not connected. */
   publish(brokerId: number, topic: string, payload: string | Buffer, opts?: { qos?: 0 | 1; retain?: boolean }): Promise<void>;
   status(): BrokerStatus[];
   isConnected(brokerId: number): boolean;
@@ -242,6 +242,14 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       const entry = entries.get(brokerId);
       const client = entry?.client;
       if (!entry || !client || !entry.connected) return Promise.reject(new BrokerNotConnectedError(brokerId));
+      if ((o.qos ?? 1) === 0) {
+        // Trap: given a callback, mqtt.js adds one `once('drain')` listener per QoS 0 packet written while the
+        // socket buffer is full. Under load (a 500-update batch publishes 500 `documents`) thousands pile up,
+        // every drain removes them one by one (quadratic) and throughput collapses
+        // (MaxListenersExceededWarning in the shadow benchmark). QoS 0 promises no more than the hand-over.
+        client.publish(topic, payload, { qos: 0, retain: o.retain ?? false });
+        return Promise.resolve();
+      }
       return new Promise<void>((resolve, reject) => {
         client.publish(topic, payload, { qos: o.qos ?? 1, retain: o.retain ?? false }, (err) => (err ? reject(err) : resolve()));
       });
