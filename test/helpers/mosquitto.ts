@@ -33,6 +33,8 @@ export interface StartMosquittoOptions {
   passwordFile?: boolean;
   /** Accounts written to the password file; implies `passwordFile: true`. */
   users?: Array<{ username: string; password: string }>;
+  /** Listen on this port (e.g. to bring a stopped broker back at the same address). Default: a free port. */
+  port?: number;
   /** How long to wait for the port to accept connections, in ms. Default 10000. */
   startTimeoutMs?: number;
 }
@@ -149,7 +151,7 @@ async function startIn(
   let lastError: Error | undefined;
   // freePort() cannot reserve the port: retry with another one if the bind loses a race.
   for (let attempt = 1; attempt <= 3; attempt += 1) {
-    const port = await freePort();
+    const port = opts.port ?? (await freePort());
     const config = [
       `listener ${port} 127.0.0.1`,
       `allow_anonymous ${withPasswords ? 'false' : 'true'}`,
@@ -162,6 +164,7 @@ async function startIn(
       'log_type information',
       'connection_messages true',
       'max_queued_messages 10000',
+      'set_tcp_nodelay true',
       '',
       opts.extraConfig ?? '',
       '',
