@@ -33,7 +33,7 @@ export interface AgentConfig {
   deviceToken: string;
   /** Directory of the persisted state (`agent-state.json`). Default `.switchyard/agents/<deviceUuid>` (relative to the working directory). */
   stateDir: string;
-  /** Heartbeat telemetry period in ms; 0 = off (default). Otherwise 100–86400000. */
+  /** Heartbeat telemetry period in ms; 0 = off (default). Otherwise 10–86400000. */
   heartbeatMs: number;
   /** Channels to listen on for assignments; default all four. Deduplicated, in {@link AGENT_CHANNELS} order. */
   channels: AgentChannel[];
@@ -211,7 +211,7 @@ export function parseAgentConfig(argv: readonly string[], env: Readonly<Record<s
     if (problem) issues.push({ option: r.option, message: `${problem}, got ${n}` });
     return n;
   };
-  const heartbeatMs = int('heartbeatMs', (n) => (n !== 0 && (n < 100 || n > MAX_MS) ? 'expected 0 (off) or 100–86400000 ms' : undefined), 'milliseconds');
+  const heartbeatMs = int('heartbeatMs', (n) => (n !== 0 && (n < 10 || n > MAX_MS) ? 'expected 0 (off) or 10–86400000 ms' : undefined), 'milliseconds');
   const pollIntervalMs = int('pollIntervalMs', (n) => (n < 1000 || n > MAX_MS ? 'expected 1000–86400000 ms' : undefined), 'milliseconds');
   const longPollS = int('longPollS', (n) => (n > 300 ? 'expected 0–300 s' : undefined), 'seconds');
   const fallbackAfterMs = int('fallbackAfterMs', (n) => (n > MAX_MS ? 'expected 0–86400000 ms' : undefined), 'milliseconds');
