@@ -13,6 +13,7 @@ import { startSwitchyard } from '../serve.ts';
 import { printBanner } from '../cli/banner.ts';
 import { CliError, resolveClient, table, type ClientOptions } from '../cli/admin-client.ts';
 import { assignCommand } from '../cli/assign-command.ts';
+import { startDemoDevices, type DemoDevices } from '../cli/demo-devices.ts';
 
 const program = new Command();
 program.name('switchyard').description('Switchyard: move IoT devices between MQTT brokers, verified.').exitOverride();
@@ -20,18 +21,22 @@ program.name('switchyard').description('Switchyard: move IoT devices between MQT
 program
   .command('serve')
   .description('run the Switchyard server (embedded PGlite + two Aedes brokers unless DATABASE_URL is set)')
-  .option('--demo', 'also print a guided tour for the embedded mode', false)
+  .option('--demo', 'embedded mode: also run demo devices (SWITCHYARD_DEMO_DEVICES, default 3) and print a guided tour', false)
   .action(async (o: { demo: boolean }) => {
     const config = loadConfig();
     const log = createLogger({ level: config.logLevel });
     const sy = await startSwitchyard({ config, log });
-    printBanner(sy, config, { demo: o.demo });
+    let demo: DemoDevices | null = null;
+    if (o.demo && config.embedded) demo = await startDemoDevices(sy, { count: config.demoDevices, dataDir: config.dataDir, log });
+    printBanner(sy, config, { demo: o.demo, demoDevices: demo?.uuids ?? [] });
     let stopping = false;
     const shutdown = (signal: string): void => {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down');
-      sy.stop().then(
+      (demo ? demo.stop() : Promise.resolve())
+        .then(() => sy.stop())
+        .then(
         () => process.exit(0),
         (err: unknown) => {
           log.error({ err }, 'shutdown failed');

@@ -1,43 +1,90 @@
 /**
  * `switchyard assign <uuid> <brokerId>`: assigns, then follows the migration until it ends, printing
- * each step. Exit code 0 when the device reports the move complete, 1 when it fails, times out or is
+ * each step as the server announces it (`GET /api/v1/events`, opened before the assignment so no step
+ * is missed). Exit code 0 when the device reports the move complete, 1 when it fails, times out or is
  * superseded, 2 for bad arguments.
  */
 import { CliError, type AdminClient } from './admin-client.ts';
 
 const FINAL = new Set(['completed', 'failed', 'superseded', 'canceled', 'timed_out']);
+/** Steps only move forward; an event that arrives late (the stream and the GET race) is not shown again. */
+const RANK: Record<string, number> = { pending: 0, notified: 1, migrating: 2 };
+const rank = (status: string): number => RANK[status] ?? 3;
+
+interface MigrationEvent {
+  id: number;
+  status: string;
+  error: string | null;
+  attempts: number;
+}
+
+/** Yields `migration` events from the server's SSE stream until `signal` aborts. */
+async function* migrationEvents(client: AdminClient, signal: AbortSignal): AsyncGenerator<MigrationEvent> {
+  const res = await fetch(`${client.baseUrl}/api/v1/events?types=migration`, { headers: { authorization: `Bearer ${client.token}` }, signal });
+  if (!res.ok || !res.body) throw new CliError(`cannot follow events: HTTP ${res.status}`);
+  const decoder = new TextDecoder();
+  let buf = '';
+  for await (const chunk of res.body) {
+    buf += decoder.decode(chunk as Uint8Array, { stream: true });
+    let i: number;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (/^event: migration$/m.test(block) && data) yield JSON.parse(data) as MigrationEvent;
+    }
+  }
+}
 
 export async function assignCommand(
   client: AdminClient,
   uuid: string,
   brokerIdRaw: string,
-  o: { channel?: string; wait: boolean; timeoutS: number; pollMs?: number },
+  o: { channel?: string; wait: boolean; timeoutS: number },
   out: (line: string) => void,
 ): Promise<number> {
   if (!/^[1-9][0-9]{0,9}$/.test(brokerIdRaw)) throw new CliError(`brokerId must be a positive integer, got ${JSON.stringify(brokerIdRaw)}`, 2);
   const started = Date.now();
-  const res = await client.request('PUT', `/devices/${encodeURIComponent(uuid)}/broker`, {
-    brokerId: Number(brokerIdRaw),
-    ...(o.channel ? { channel: o.channel } : {}),
-  });
-  out(`${res.message} (shadow version ${res.shadowVersion})`);
-  if (!res.migration) return 0;
-  out(`migration ${res.migration.id}: ${res.migration.status}`);
-  if (!o.wait) return 0;
-  let last = res.migration.status as string;
-  let lastError: string | null = null;
-  const deadline = started + o.timeoutS * 1000;
-  while (Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, o.pollMs ?? 100));
-    const m = await client.request('GET', `/migrations/${res.migration.id}`);
-    if (m.status !== last || m.error !== lastError) {
-      const ms = Date.now() - started;
-      out(`migration ${m.id}: ${m.status}${m.error ? ` (${m.error}; attempts ${m.attempts})` : ''}  +${ms} ms`);
+  const ctrl = new AbortController();
+  const timer = setTimeout(() => ctrl.abort(), o.timeoutS * 1000);
+  const events = o.wait ? migrationEvents(client, ctrl.signal) : null;
+  // Start reading (the request is sent on the first next()) before the assignment exists.
+  const first = events?.next();
+  first?.catch(() => undefined); // read (or aborted) below; never an unhandled rejection
+  try {
+    const res = await client.request('PUT', `/devices/${encodeURIComponent(uuid)}/broker`, {
+      brokerId: Number(brokerIdRaw),
+      ...(o.channel ? { channel: o.channel } : {}),
+    });
+    out(`${res.message} (shadow version ${res.shadowVersion})`);
+    if (!res.migration) return 0;
+    const id: number = res.migration.id;
+    out(`migration ${id}: ${res.migration.status}`);
+    if (!events || !first) return 0;
+    let last = res.migration.status as string;
+    const show = (m: MigrationEvent): number | null => {
+      if (m.id !== id || rank(m.status) < rank(last)) return null;
+      if (m.status !== last || m.error) out(`migration ${id}: ${m.status}${m.error ? ` (${m.error}; attempts ${m.attempts})` : ''}  +${Date.now() - started} ms`);
       last = m.status;
-      lastError = m.error;
+      return FINAL.has(m.status) ? (m.status === 'completed' ? 0 : 1) : null;
+    };
+    // The move may have ended before the stream caught up: ask once, then follow the stream.
+    const now = await client.request<MigrationEvent>('GET', `/migrations/${id}`);
+    const early = show(now);
+    if (early !== null) return early;
+    for (let r = await first; !r.done; r = await events.next()) {
+      const code = show(r.value);
+      if (code !== null) return code;
     }
-    if (FINAL.has(m.status)) return m.status === 'completed' ? 0 : 1;
+    return 1;
+  } catch (err) {
+    if (ctrl.signal.aborted) {
+      out(`gave up waiting after ${o.timeoutS} s; the server keeps going (GET /api/v1/migrations to follow it)`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    ctrl.abort();
   }
-  out(`gave up waiting after ${o.timeoutS} s; the migration is still ${last} (the server keeps going)`);
-  return 1;
 }
