@@ -24,7 +24,7 @@ describe('switchyard-agent (CLI)', () => {
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--api-url: required/);
     assert.match(r.stderr, /--device-uuid: expected 1–128 characters/);
-    assert.match(r.stderr, /--heartbeat-ms: expected 0 \(off\) or 100–86400000 ms, got 5/);
+    assert.match(r.stderr, /--heartbeat-ms: expected 0 \(off\) or 10–86400000 ms, got 5/);
     assert.ok(!r.stderr.includes(token) && !r.stdout.includes(token));
   });
 

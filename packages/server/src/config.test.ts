@@ -28,7 +28,19 @@ describe('loadConfig', () => {
       secret: undefined,
       logLevel: 'info',
       shadowBatchMax: 500,
+      migrationTimeoutSeconds: 120,
+      migrationSweepMs: 5000,
+      defaultChannel: 'shadow',
+      commandTtlSeconds: 60,
     });
+  });
+
+  it('reads the default assignment channel and the command TTL, and refuses bad ones', () => {
+    const c = loadConfig({ SWITCHYARD_DEFAULT_CHANNEL: 'Command', SWITCHYARD_COMMAND_TTL_S: '5' });
+    assert.equal(c.defaultChannel, 'command');
+    assert.equal(c.commandTtlSeconds, 5);
+    assert.match(configError({ SWITCHYARD_DEFAULT_CHANNEL: 'sms' }).message, /SWITCHYARD_DEFAULT_CHANNEL must be one of shadow, command, job, poll, got "sms"/);
+    assert.equal(configError({ SWITCHYARD_COMMAND_TTL_S: '0' }).variable, 'SWITCHYARD_COMMAND_TTL_S');
   });
 
   it('reads every variable', () => {

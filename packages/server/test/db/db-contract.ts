@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Db, DbKind, Queryable } from '../../src/db/db.ts';
-import { migrate } from '../../src/db/migrate.ts';
+import { loadMigrations, migrate } from '../../src/db/migrate.ts';
 import { silentLogger } from '../../src/log.ts';
 
 export interface ContractTarget {
@@ -88,10 +88,11 @@ export function dbContract(label: string, target: ContractTarget, opts: { skip?:
     });
 
     it('applies the migrations once and is idempotent', async () => {
-      assert.deepEqual(firstRun.applied, ['001_init']);
+      const all = await loadMigrations();
+      assert.deepEqual(firstRun.applied, all.map((m) => m.name));
       assert.deepEqual(await migrate(db, log), { applied: [] });
-      const rows = await db.query<{ version: number; name: string }>('SELECT version, name FROM schema_migrations');
-      assert.deepEqual(rows.rows, [{ version: 1, name: '001_init' }]);
+      const rows = await db.query<{ version: number; name: string }>('SELECT version, name FROM schema_migrations ORDER BY version');
+      assert.deepEqual(rows.rows, all.map((m) => ({ version: m.version, name: m.name })));
       const tables = await db.query<{ t: string }>(
         `SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`,
       );
@@ -318,6 +319,36 @@ export function dbContract(label: string, target: ContractTarget, opts: { skip?:
         [`${prefix}-%`],
       );
       assert.deepEqual(res.rows[0], { n: 400, renamed: 200 });
+    });
+
+    it('grants a lock session key to one session at a time; unlock and close free it', async () => {
+      const a = await db.createLockSession();
+      const b = await db.createLockSession();
+      const key = 4242;
+      try {
+        assert.equal(await a.tryLock(key), true);
+        assert.equal(await a.tryLock(key), true, 'held already: granted again, without stacking');
+        assert.equal(await b.tryLock(key), false);
+        assert.equal(await b.tryLock(key + 1), true, 'another key is free');
+        await a.unlock(key); // once frees it: the second tryLock did not stack
+        assert.equal(await b.tryLock(key), true);
+        assert.equal(await a.tryLock(key), false);
+        await a.unlock(key); // not held by a: no effect
+        assert.equal(await a.tryLock(key), false);
+        await b.close();
+        assert.equal(await a.tryLock(key), true, 'closing a session releases its locks');
+        assert.equal(await a.tryLock(key + 1), true);
+        await assert.rejects(b.tryLock(key), /closed/);
+        await assert.rejects(a.tryLock(2 ** 31), TypeError);
+        await assert.rejects(a.tryLock(1.5), TypeError);
+      } finally {
+        await a.close();
+        await a.close(); // idempotent
+        await b.close();
+      }
+      const c = await db.createLockSession();
+      assert.equal(await c.tryLock(key), true, 'nothing left behind');
+      await c.close();
     });
 
     // Keep last: it closes the shared Db.

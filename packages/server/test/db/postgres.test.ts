@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { migrate } from '../../src/db/migrate.ts';
+import { loadMigrations, migrate } from '../../src/db/migrate.ts';
 import { openDb } from '../../src/db/open-db.ts';
 import { createPgDb } from '../../src/db/pg-db.ts';
+import { LOCK_SESSION_CLASS } from '../../src/db/db.ts';
 import { createLogger, silentLogger } from '../../src/log.ts';
 import { startPostgres, type TestPostgres } from '../../../../test/helpers/postgres.ts';
 import { realServers } from '../../../../test/helpers/real.ts';
@@ -74,8 +75,9 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
     try {
       await Promise.all([db.query('SELECT pg_sleep(0.05)'), db.query('SELECT pg_sleep(0.05)')]); // two idle clients
       lines.length = 0;
-      await terminate('switchyard');
-      await waitUntil(() => lines.some((l) => l.includes('idle PostgreSQL connection failed')));
+      const killed = await terminate('switchyard');
+      // Wait for every killed client: one not yet noticed would be handed to the next query, which then fails.
+      await waitUntil(() => lines.filter((l) => l.includes('idle PostgreSQL connection failed')).length >= (killed.rowCount ?? 0));
       assert.deepEqual((await db.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
     } finally {
       await db.close();
@@ -98,14 +100,77 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
     }
   });
 
+  it('reports a lock session lost when its backend is terminated, and its locks go to another session', async () => {
+    const db = await createPgDb(server.url, { log });
+    try {
+      const a = await db.createLockSession();
+      const b = await db.createLockSession();
+      const lost: Error[] = [];
+      a.onLost((err) => lost.push(err));
+      assert.equal(await a.tryLock(7), true);
+      assert.equal(await b.tryLock(7), false);
+      const holder = await admin.query<{ pid: number; app: string }>(
+        `SELECT l.pid, a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+          WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2 AND l.granted`,
+        [LOCK_SESSION_CLASS, 7],
+      );
+      assert.deepEqual(holder.rows.map((r) => r.app), ['switchyard-locks'], 'held on the dedicated connection');
+      await admin.query('SELECT pg_terminate_backend($1)', [holder.rows[0]!.pid]);
+      await waitUntil(() => lost.length === 1);
+      assert.equal(await b.tryLock(7), true, 'PostgreSQL released the lock with the connection');
+      await assert.rejects(a.tryLock(7), /lost/);
+      await a.unlock(7); // never rejects
+      await a.close();
+      await b.close();
+      await sleep(20);
+      assert.equal(lost.length, 1, 'onLost runs once');
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('declares a lock session lost when its heartbeat goes unanswered', async (t) => {
+    const db = await createPgDb(server.url, { log, lockHeartbeatMs: 100 });
+    try {
+      const a = await db.createLockSession();
+      const lost: Error[] = [];
+      a.onLost((err) => lost.push(err));
+      assert.equal(await a.tryLock(8), true);
+      // Stop the backend (SIGSTOP): the socket stays open but nothing answers, as in a network partition.
+      const { rows } = await admin.query<{ pid: number }>(
+        `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND granted`,
+        [LOCK_SESSION_CLASS, 8],
+      );
+      const pid = rows[0]!.pid;
+      try {
+        process.kill(pid, 0);
+      } catch (err) {
+        t.skip(`cannot signal the PostgreSQL backend from here (${(err as Error).message})`);
+        await a.close();
+        return;
+      }
+      process.kill(pid, 'SIGSTOP');
+      try {
+        await waitUntil(() => lost.length === 1, 3000);
+        assert.match(lost[0]!.message, /did not answer within 100 ms/);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      await a.close();
+    } finally {
+      await db.close();
+    }
+  });
+
   it('applies each migration exactly once when two instances migrate a fresh database at once', async () => {
     const fresh = await startPostgres();
     const [a, b] = await Promise.all([createPgDb(fresh.url), createPgDb(fresh.url)]);
     try {
       const [ra, rb] = await Promise.all([migrate(a, silentLogger()), migrate(b, silentLogger())]);
-      assert.deepEqual([...ra.applied, ...rb.applied].sort(), ['001_init']);
+      const all = (await loadMigrations()).map((m) => m.name);
+      assert.deepEqual([...ra.applied, ...rb.applied].sort(), all);
       const rows = await a.query('SELECT version FROM schema_migrations');
-      assert.equal(rows.rowCount, 1);
+      assert.equal(rows.rowCount, all.length);
     } finally {
       await Promise.all([a.close(), b.close()]);
       await fresh.stop();
@@ -126,7 +191,7 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
     const db = await openDb({ databaseUrl: fresh.url, dataDir: '/nonexistent-unused', log: silentLogger() });
     try {
       assert.equal(db.kind, 'postgres');
-      assert.equal((await db.query('SELECT version FROM schema_migrations')).rowCount, 1);
+      assert.equal((await db.query('SELECT version FROM schema_migrations')).rowCount, (await loadMigrations()).length);
     } finally {
       await db.close();
       await fresh.stop();
