@@ -10,6 +10,8 @@ export default tseslint.config(
     languageOptions: { globals: { process: 'readonly', Buffer: 'readonly', console: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setImmediate: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly', fetch: 'readonly', TextDecoder: 'readonly', TextEncoder: 'readonly', Headers: 'readonly', AbortController: 'readonly', structuredClone: 'readonly', performance: 'readonly', NodeJS: 'readonly' } },
     rules: {
       'no-console': 'error',
+      // Flags the common "let x = fallback; try { x = … } catch { … }" pattern; not worth the noise.
+      'no-useless-assignment': 'off',
       'no-empty': ['error', { allowEmptyCatch: false }],
       '@typescript-eslint/no-explicit-any': 'off',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
