@@ -173,7 +173,9 @@ export function migrationE2E(kind: 'postgres' | 'embedded', skip: string | false
       const ids = [await assign(d.uuid, 1), await assign(d.uuid, 0), await assign(d.uuid, 1)];
       const last = await migrationEnds(ids[2]!);
       assert.equal(last.status, 'completed');
-      for (const id of ids.slice(0, 2)) assert.equal((await env.api('GET', `/api/v1/migrations/${id}`)).body.status, 'superseded');
+      // A move that finished before the next PUT landed stays completed; every other earlier row is superseded.
+      const earlier = await Promise.all(ids.slice(0, 2).map(async (id) => (await env.api('GET', `/api/v1/migrations/${id}`)).body.status));
+      for (const status of earlier) assert.ok(['superseded', 'completed'].includes(status), `earlier row is ${status}`);
       await assertOn(d.uuid, 1, d.stateDir);
     });
 

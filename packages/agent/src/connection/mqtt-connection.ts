@@ -97,6 +97,11 @@ export async function openMqttConnection(options: MqttConnectionOptions): Promis
     if (!/^[\d.]+$/.test(target.host) && !target.host.includes(':')) clientOptions.servername = target.host;
   }
   const client = mqtt.connect(target.url, clientOptions);
+  // No Nagle delay: MQTT packets are small and answered. With Nagle, a PUBLISH written right after a PUBACK
+  // (e.g. the `connected` report after acknowledging the verification `get` answer) waits for the broker's
+  // delayed ACK of that PUBACK — ~40 ms on Linux, on every move (bench/migration-latency). The TCP socket
+  // (mqtt/mqtts) keeps the setting until it connects; WebSocket streams have no `setNoDelay` and are skipped.
+  setNoDelay(client);
   return new Promise<MqttConnection>((resolve, reject) => {
     let lastError: Error | undefined;
     const cleanup = (): void => {
@@ -106,6 +111,7 @@ export async function openMqttConnection(options: MqttConnectionOptions): Promis
     };
     const onConnect = (): void => {
       cleanup();
+      setNoDelay(client); // again on the connected stream, in case the builder replaced it
       resolve(new MqttConnection(client, options));
     };
     const onError = (err: Error): void => {
@@ -267,6 +273,12 @@ export class MqttConnection extends EventEmitter<MqttConnectionEvents> implement
     // Release the socket and mqtt.js's timers when the broker went away on its own.
     if (!this.#ending && !this.#client.disconnecting) this.#client.end(true);
   }
+}
+
+/** Turns Nagle's algorithm off on the client's socket, when it is a TCP (or TLS) socket. */
+function setNoDelay(client: MqttClient): void {
+  const stream = client.stream as { setNoDelay?: (on: boolean) => unknown } | undefined;
+  if (typeof stream?.setNoDelay === 'function') stream.setNoDelay(true);
 }
 
 /** A short reason for a connect failure, e.g. `ECONNREFUSED`, `Connection refused: Bad username or password`. */

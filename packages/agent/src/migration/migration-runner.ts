@@ -4,9 +4,10 @@
  * them back into machine events.
  *
  * Events are processed one at a time, in arrival order: `transition(state, event)`, then every effect in order,
- * each awaited. Effects return quickly — opening a connection, subscribing and the verification `get` run in the
- * background and come back as events (`connected`, `connectFailed`, `verified`, `verifyFailed`,
- * `newConnectionLost`), so the machine's timers start when it says and bound everything.
+ * each awaited — except a `persist` that only records a move in progress (`pending`), which is written in the
+ * background (saves stay in order; see the `persist` case). Effects return quickly — opening a connection,
+ * subscribing and the verification `get` run in the background and come back as events (`connected`,
+ * `connectFailed`, `verified`, `verifyFailed`, `newConnectionLost`), so the machine's timers start when it says and bound everything.
  *
  * Connections: the old one is the {@link ConnectionManager}'s current connection; the runner opens the new one
  * per attempt (`openConnection`), publishes presence on it, and at `switchPublishing` hands it to the manager
@@ -252,11 +253,21 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
         return;
       case 'persist': {
         const state = { deviceUuid: this.#o.deviceUuid, broker: effect.broker, appliedVersion: effect.appliedVersion, ...(effect.pending ? { pending: effect.pending } : {}) };
-        try {
-          await this.#o.store.save(state);
-        } catch (err) {
+        // The store writes saves one after another, in call order (temp file + fsync + rename + dir fsync).
+        const saved = this.#o.store.save(state).catch((err: unknown) => {
           this.#log.error({ err, path: this.#o.store.path, brokerId: effect.broker.brokerId }, 'could not persist the agent state; a restart may start from an older broker and converge through the shadow get');
+        });
+        if (effect.pending) {
+          // A move in progress is recorded for the operator only: boot ignores `pending` (the shadow get after
+          // connecting re-delivers the assignment), and `broker` is unchanged. Waiting for the fsyncs here would
+          // hold the next effect — opening the new connection, or a `verified` queued behind this step — for a
+          // few ms, more on a busy disk (bench/migration-latency). Written in the background, still in order:
+          // a later save (the one naming the new broker, awaited) lands after it; `stop` waits for it.
+          this.#background.add(saved);
+          void saved.finally(() => this.#background.delete(saved));
+          return;
         }
+        await saved;
         return;
       }
       case 'emit':
