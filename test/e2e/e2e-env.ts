@@ -49,7 +49,8 @@ async function api(url: string, method: string, path: string, body?: unknown): P
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
 }
 
-export async function startE2E(kind: 'postgres' | 'embedded'): Promise<E2EEnv> {
+/** `serverEnv`: extra variables of the server (e.g. `SWITCHYARD_COMMAND_TTL_S`). */
+export async function startE2E(kind: 'postgres' | 'embedded', o: { serverEnv?: Record<string, string> } = {}): Promise<E2EEnv> {
   const cleanups: Array<() => Promise<unknown>> = [];
   const dirs: string[] = [];
   const tmp = async (): Promise<string> => {
@@ -63,7 +64,7 @@ export async function startE2E(kind: 'postgres' | 'embedded'): Promise<E2EEnv> {
   };
   try {
     if (kind === 'embedded') {
-      const env: TestEnv = await startTestSwitchyard('embedded', { env: { SWITCHYARD_MIGRATION_TIMEOUT_S: '120' } });
+      const env: TestEnv = await startTestSwitchyard('embedded', { env: { SWITCHYARD_MIGRATION_TIMEOUT_S: '120', ...o.serverEnv } });
       cleanups.push(() => env.stop());
       return {
         kind,
@@ -101,9 +102,13 @@ export async function startE2E(kind: 'postgres' | 'embedded'): Promise<E2EEnv> {
       SWITCHYARD_DATA_DIR: dataDir,
       SWITCHYARD_MIGRATION_TIMEOUT_S: '120',
       LOG_LEVEL: 'info',
+      ...o.serverEnv,
     };
     let server: TestProcess & { url: string } = await startServerProcess(serverEnv);
-    cleanups.push(() => server.stop());
+    cleanups.push(async () => {
+      if (process.env.SWITCHYARD_E2E_DEBUG) process.stderr.write(`--- server output ---\n${server.output()}\n`);
+      await server.stop();
+    });
     const url = server.url;
     const brokers: E2EBroker[] = [];
     for (const [i, m] of mosquittos.entries()) {

@@ -23,6 +23,7 @@ export function migrationE2E(kind: 'postgres' | 'embedded', skip: string | false
       env = await startE2E(kind);
     });
     after(async () => {
+      if (process.env.SWITCHYARD_E2E_DEBUG) for (const a of agents) process.stderr.write(`--- agent output ---\n${a.output()}\n`);
       await Promise.all(agents.map((a) => a.stop()));
       await env?.stop();
     });

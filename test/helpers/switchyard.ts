@@ -40,6 +40,12 @@ export interface TestEnv {
   api<T = any>(method: string, path: string, body?: unknown, opts?: { token?: string | null; raw?: string | Buffer; contentType?: string }): Promise<ApiResponse<T>>;
   createDevice(opts?: { uuid?: string; brokerIndex?: number }): Promise<{ uuid: string; token: string }>;
   connectDevice(device: { uuid: string; token: string }, brokerIndex?: number): Promise<DeviceClient>;
+  /**
+   * `postgres` only: starts one more server instance on the same database and brokers (same data dir, so the same
+   * secret key, as instances sharing one configuration), connected to every broker. Its `stop()` may be called
+   * early (once counts); `stop()` of the env stops it too.
+   */
+  startInstance(opts?: { ownershipRetryMs?: number }): Promise<Switchyard>;
   stop(): Promise<void>;
 }
 
@@ -82,6 +88,7 @@ export async function startTestSwitchyard(kind: TestKind, opts: { brokers?: numb
     }
     const config = loadConfig(env);
     const log = env.LOG_LEVEL === 'silent' ? silentLogger() : createLogger({ level: env.LOG_LEVEL });
+    let instances = 1;
     const sy = await startSwitchyard({ config, log });
     cleanups.push(() => sy.stop());
     const url = sy.url;
@@ -141,6 +148,21 @@ export async function startTestSwitchyard(kind: TestKind, opts: { brokers?: numb
         const client = await DeviceClient.connect(`mqtt://${b.host}:${b.port}`, device.uuid, device.token);
         clients.push(client);
         return client;
+      },
+      async startInstance(o = {}) {
+        if (kind !== 'postgres') throw new Error('startInstance needs the postgres kind (PGlite has one process)');
+        const nth = ++instances;
+        const other = await startSwitchyard({
+          config: loadConfig({ ...env, PORT: String(await freePort()) }),
+          log: log.child({ instance: nth }),
+          ...(o.ownershipRetryMs !== undefined ? { ownershipRetryMs: o.ownershipRetryMs } : {}),
+        });
+        let stopping: Promise<void> | undefined;
+        const stopOnce = other.stop;
+        other.stop = () => (stopping ??= stopOnce());
+        cleanups.push(() => other.stop());
+        for (const b of brokers) await other.pool.waitConnected(b.id, 10_000);
+        return other;
       },
       stop,
     };

@@ -9,13 +9,23 @@
  * subscribe to the shadow reply topics, switch the publish queue to the connection, publish presence, and
  * `get` the `device-state` shadow — whose answer re-delivers any assignment made while the device was away
  * (or while it was killed mid-move) and, when nothing moves, lets it report what it runs.
+ *
+ * Channels (`config.channels`, all by default) feed the one migration machine, which deduplicates by shadow
+ * version: `shadow` (a delta touching `desired.mqtt` → a `get`), `command` (`commands/command-channel.ts`), `poll`
+ * (`poller/config-poller.ts`). Whatever the channels, a shadow `get` answer is always acted on (after connecting,
+ * after an expired command), and the poller rescues a device whose MQTT connection has been down longer than
+ * `fallbackAfterMs`.
  */
 import { EventEmitter } from 'node:events';
 import { pino, type Logger } from 'pino';
 import { nextDelay, statusTopic, type BackoffPolicy } from '@switchyard/protocol';
 import type { BrokerTarget } from './broker-target.ts';
 import { systemClock, type Clock } from './clock.ts';
-import type { AgentConfig } from './config.ts';
+import { AGENT_CHANNELS, AGENT_DEFAULTS, type AgentChannel, type AgentConfig } from './config.ts';
+import { CommandChannel } from './commands/command-channel.ts';
+import { ConfigPoller } from './poller/config-poller.ts';
+import { JobEngine } from './jobs/job-engine.ts';
+import { changeBrokerHandler } from './jobs/change-broker-job.ts';
 import { ConnectionManager, DEFAULT_RECONNECT_BACKOFF } from './connection/connection-manager.ts';
 import { openMqttConnection, type MqttConnection } from './connection/mqtt-connection.ts';
 import { createMigrationMachine, type MigrationMachineConfig } from './migration/migration-machine.ts';
@@ -124,6 +134,58 @@ export function createAgent(options: AgentOptions): Agent {
   const shadow = new ShadowClient({ deviceUuid: config.deviceUuid, clock, log: rootLog });
   const machine = createMigrationMachine(options.migration ?? {});
   const stopTimeoutMs = options.stopTimeoutMs ?? 2000;
+  const channels = new Set<AgentChannel>(config.channels ?? AGENT_CHANNELS);
+  const feed = (source: 'command' | 'poll') => (a: { target: BrokerTarget; version: number }) =>
+    runner?.dispatch({ type: 'assignment', target: a.target, version: a.version, source });
+  const commands = channels.has('command')
+    ? new CommandChannel({
+        deviceUuid: config.deviceUuid,
+        clock,
+        log: rootLog,
+        publish: (topic, payload) => queue.publish(topic, payload, { qos: 1 }),
+        assign: feed('command'),
+        state: () => runner?.state ?? null,
+        refresh: (reason) => requestShadow(reason),
+      })
+    : null;
+  // Channel `job`: the job engine (`jobs/job-engine.ts`) with the `change-broker` handler feeding the machine.
+  const jobs = channels.has('job')
+    ? new JobEngine({
+        deviceUuid: config.deviceUuid,
+        clock,
+        log: rootLog,
+        publish: (topic, payload) => queue.publish(topic, payload, { qos: 1 }),
+        handlers: {
+          'change-broker': changeBrokerHandler({
+            assign: (a) => runner?.dispatch({ type: 'assignment', target: a.target, version: a.version, source: 'job' }),
+            state: () => runner?.state ?? null,
+            connectedBrokerId: () => manager.current?.target.brokerId ?? null,
+            onChange(cb) {
+              emitter.on('migration:state', cb);
+              emitter.on('connected', cb);
+              return () => {
+                emitter.off('migration:state', cb);
+                emitter.off('connected', cb);
+              };
+            },
+          }),
+        },
+      })
+    : null;
+  const poller = new ConfigPoller({
+    apiUrl: config.apiUrl,
+    deviceUuid: config.deviceUuid,
+    deviceToken: config.deviceToken,
+    pollChannel: channels.has('poll'),
+    pollIntervalMs: config.pollIntervalMs ?? AGENT_DEFAULTS.pollIntervalMs,
+    longPollS: config.longPollS ?? AGENT_DEFAULTS.longPollS,
+    fallbackAfterMs: config.fallbackAfterMs ?? AGENT_DEFAULTS.fallbackAfterMs,
+    assign: feed('poll'),
+    state: () => runner?.state ?? null,
+    clock,
+    log: rootLog,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
 
   let lifecycle: AgentStatus['lifecycle'] = 'stopped';
   let runner: MigrationRunner | null = null;
@@ -144,7 +206,16 @@ export function createAgent(options: AgentOptions): Agent {
       clock,
     });
     const via = { id: conn.id, brokerId: target.brokerId };
-    conn.on('message', (topic, payload) => shadow.handleMessage(via, topic, payload));
+    conn.on('message', (topic, payload) => {
+      shadow.handleMessage(via, topic, payload);
+      commands?.handleMessage(topic, payload);
+      jobs?.handleMessage(topic, payload);
+    });
+    // Job replies may come through any connection, a move's new one included (same reasoning as commands).
+    if (jobs) conn.subscribe(jobs.topics()).catch((err: unknown) => log.warn({ err: (err as Error).message, connection: conn.id }, 'subscribing to jobs failed; the next connect retries'));
+    // Commands may arrive through any connection, a move's new one included. Not awaited: packets keep their
+    // order on a connection, and a move must not wait a round trip for it.
+    if (commands) conn.subscribe(commands.topics()).catch((err: unknown) => log.warn({ err: (err as Error).message, connection: conn.id }, 'subscribing to commands failed; assignments still arrive through the shadow'));
     return conn;
   };
 
@@ -154,6 +225,8 @@ export function createAgent(options: AgentOptions): Agent {
   /** A `get` through the current connection: its answer arrives as a shadow-client event. Coalesced. */
   let getInFlight: MqttConnection | null = null;
   let getAgain = false;
+  let getFailures = 0;
+  let getRetry: ReturnType<Clock['setTimeout']> | null = null;
   const requestShadow = (reason: string): void => {
     const conn = manager.current;
     if (!conn) return; // the next connect does a get anyway
@@ -169,10 +242,21 @@ export function createAgent(options: AgentOptions): Agent {
       .then(
         (answer) => {
           if (lifecycle === 'stopping' || lifecycle === 'stopped') return;
+          getFailures = 0;
           if (!answer.ok && answer.error.code !== 404) log.warn({ code: answer.error.code, message: answer.error.message, reason }, 'shadow get rejected');
         },
         (err: unknown) => {
-          if (lifecycle !== 'stopping' && lifecycle !== 'stopped') log.warn({ err: (err as Error).message, reason }, 'shadow get failed; the next connect or delta asks again');
+          if (lifecycle !== 'running' || manager.current !== conn) return; // a new connection asks again
+          // Unanswered (e.g. while another server instance takes the broker over): ask again with backoff,
+          // since the answer may carry an assignment.
+          const delay = nextDelay(Math.min(getFailures, 10), { baseMs: 1000, maxMs: 30_000 });
+          getFailures += 1;
+          log.warn({ err: (err as Error).message, reason, retryInMs: delay }, 'shadow get failed; asking again');
+          if (getRetry !== null) clock.clearTimeout(getRetry);
+          getRetry = clock.setTimeout(() => {
+            getRetry = null;
+            if (lifecycle === 'running') requestShadow('retry');
+          }, delay);
         },
       )
       .finally(() => {
@@ -205,10 +289,17 @@ export function createAgent(options: AgentOptions): Agent {
   manager.on('connected', (info) => emitter.emit('connected', info));
   manager.on('disconnected', (info) => emitter.emit('disconnected', info));
   manager.on('connectFailed', (info) => emitter.emit('connectFailed', info));
+  manager.on('connected', () => poller.mqttUp());
+  // Every connect (first, reconnect, after a move): ask for the next job — one queued while offline runs now.
+  manager.on('connected', () => jobs?.connected());
+  manager.on('disconnected', () => poller.mqttDown());
+  manager.on('connectFailed', () => poller.mqttDown());
 
   shadow.on('assignment', ({ target, version, reported }) => runner?.shadowDocument({ assignment: { target, version }, reported }));
   shadow.on('noAssignment', ({ reported }) => runner?.shadowDocument({ reported }));
-  shadow.on('assignmentChanged', ({ version }) => requestShadow(`delta v${version}`));
+  shadow.on('assignmentChanged', ({ version }) => {
+    if (channels.has('shadow')) requestShadow(`delta v${version}`);
+  });
 
   /** The persisted state, or the config endpoint's broker (persisted first). */
   async function boot(): Promise<AgentState> {
@@ -289,7 +380,9 @@ export function createAgent(options: AgentOptions): Agent {
           closeTimeoutMs: stopTimeoutMs,
         });
         runner.on('migration:state', (event) => emitter.emit('migration:state', event));
+        if (commands) runner.on('migration:state', (event) => commands.onMigrationState(event));
         manager.start(persisted.broker);
+        poller.start();
         if (config.heartbeatMs > 0) {
           heartbeat = startHeartbeat({ deviceUuid: config.deviceUuid, periodMs: config.heartbeatMs, publish: (t, p, o) => agent.publish(t, p, o), clock, log: rootLog });
         }
@@ -304,7 +397,12 @@ export function createAgent(options: AgentOptions): Agent {
     async stop() {
       if (lifecycle === 'stopped' || lifecycle === 'stopping') return;
       lifecycle = 'stopping';
+      if (getRetry !== null) clock.clearTimeout(getRetry);
+      getRetry = null;
       bootAbort.abort();
+      poller.stop();
+      commands?.close();
+      jobs?.stop();
       heartbeat?.stop();
       await runner?.stop();
       // Let what is in flight be acknowledged, within bounds (a dead broker acknowledges nothing).

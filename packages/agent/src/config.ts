@@ -37,9 +37,9 @@ export interface AgentConfig {
   heartbeatMs: number;
   /** Channels to listen on for assignments; default all four. Deduplicated, in {@link AGENT_CHANNELS} order. */
   channels: AgentChannel[];
-  /** Config poll period in ms (channel `poll`); default 60000; 1000–86400000. */
+  /** Config poll period in ms (channel `poll`, and the MQTT fallback); ± 50 % jitter; default 60000; 100–86400000. */
   pollIntervalMs: number;
-  /** Long-poll wait in seconds (`?wait=`); 0 = plain polling (default); at most 300. */
+  /** Long-poll wait in seconds (`?wait=`); 0 = plain polling (default); at most 60 (the server's limit). */
   longPollS: number;
   /** MQTT down this long (ms) → poll the config over HTTP; default 30000; 0 = at once; at most 86400000. */
   fallbackAfterMs: number;
@@ -212,8 +212,8 @@ export function parseAgentConfig(argv: readonly string[], env: Readonly<Record<s
     return n;
   };
   const heartbeatMs = int('heartbeatMs', (n) => (n !== 0 && (n < 10 || n > MAX_MS) ? 'expected 0 (off) or 10–86400000 ms' : undefined), 'milliseconds');
-  const pollIntervalMs = int('pollIntervalMs', (n) => (n < 1000 || n > MAX_MS ? 'expected 1000–86400000 ms' : undefined), 'milliseconds');
-  const longPollS = int('longPollS', (n) => (n > 300 ? 'expected 0–300 s' : undefined), 'seconds');
+  const pollIntervalMs = int('pollIntervalMs', (n) => (n < 100 || n > MAX_MS ? 'expected 100–86400000 ms' : undefined), 'milliseconds');
+  const longPollS = int('longPollS', (n) => (n > 60 ? 'expected 0–60 s' : undefined), 'seconds');
   const fallbackAfterMs = int('fallbackAfterMs', (n) => (n > MAX_MS ? 'expected 0–86400000 ms' : undefined), 'milliseconds');
 
   // channels

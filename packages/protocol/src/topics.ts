@@ -241,6 +241,15 @@ export function SHADOW_REQUEST_SUBSCRIPTIONS(ns: Namespace = 'iot'): string[] {
 }
 
 /**
+ * The MQTT subscription filters a server needs for jobs *requests* (never replies or notifications) in namespace
+ * `ns` (default `'iot'`): `get`, `start-next`, `{jobId}/get` and `{jobId}/update`.
+ */
+export function JOBS_REQUEST_SUBSCRIPTIONS(ns: Namespace = 'iot'): string[] {
+  const base = ns === 'aws' ? '$aws/things/+/jobs' : 'iot/device/+/jobs';
+  return [`${base}/get`, `${base}/start-next`, `${base}/+/get`, `${base}/+/update`];
+}
+
+/**
  * True for topics a device publishes and the server consumes: shadow requests (no reply stub), status,
  * command acks, telemetry and jobs requests (`get`, `start-next`, `{jobId}/get`, `{jobId}/update` without a reply).
  */

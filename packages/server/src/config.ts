@@ -44,7 +44,18 @@ export interface Config {
   migrationTimeoutSeconds: number;
   /** How often overdue migrations are looked for, in ms (`SWITCHYARD_MIGRATION_SWEEP_MS`, 100–600000). Default 5000. */
   migrationSweepMs: number;
+  /**
+   * How `PUT /devices/:uuid/broker` tells the device when the request names no `channel`
+   * (`SWITCHYARD_DEFAULT_CHANNEL`: shadow, command, job or poll). Default `shadow`.
+   */
+  defaultChannel: AssignmentChannelName;
+  /** Seconds a `broker-change` command stays valid after it is sent (`SWITCHYARD_COMMAND_TTL_S`, 1–86400). Default 60. */
+  commandTtlSeconds: number;
 }
+
+/** The channels an assignment can be delivered on (kept here so the config has no import from a service). */
+export const ASSIGNMENT_CHANNEL_NAMES = ['shadow', 'command', 'job', 'poll'] as const;
+export type AssignmentChannelName = (typeof ASSIGNMENT_CHANNEL_NAMES)[number];
 
 /** A configuration variable is malformed. `variable` names it; the message never holds a secret's value. */
 export class ConfigError extends Error {
@@ -89,6 +100,8 @@ export function loadConfig(env: Env = process.env): Config {
     shadowBatchMax: parseInteger('SWITCHYARD_SHADOW_BATCH_MAX', read('SWITCHYARD_SHADOW_BATCH_MAX'), { min: 1, max: 100_000, fallback: 500 }),
     migrationTimeoutSeconds: parseInteger('SWITCHYARD_MIGRATION_TIMEOUT_S', read('SWITCHYARD_MIGRATION_TIMEOUT_S'), { min: 1, max: 86_400, fallback: 120 }),
     migrationSweepMs: parseInteger('SWITCHYARD_MIGRATION_SWEEP_MS', read('SWITCHYARD_MIGRATION_SWEEP_MS'), { min: 100, max: 600_000, fallback: 5000 }),
+    defaultChannel: parseChannel(read('SWITCHYARD_DEFAULT_CHANNEL')),
+    commandTtlSeconds: parseInteger('SWITCHYARD_COMMAND_TTL_S', read('SWITCHYARD_COMMAND_TTL_S'), { min: 1, max: 86_400, fallback: 60 }),
   };
 }
 
@@ -155,6 +168,15 @@ function parseSecret(name: string, raw: string | undefined, o: { noWhitespace: b
     throw new ConfigError(name, `${name} must not contain whitespace (value not shown)`);
   }
   return raw;
+}
+
+function parseChannel(raw: string | undefined): AssignmentChannelName {
+  if (raw === undefined) return 'shadow';
+  const channel = raw.toLowerCase();
+  if (!(ASSIGNMENT_CHANNEL_NAMES as readonly string[]).includes(channel)) {
+    throw new ConfigError('SWITCHYARD_DEFAULT_CHANNEL', `SWITCHYARD_DEFAULT_CHANNEL must be one of ${ASSIGNMENT_CHANNEL_NAMES.join(', ')}, got ${shown(raw)}`);
+  }
+  return channel as AssignmentChannelName;
 }
 
 function parseLogLevel(raw: string | undefined): LogLevel {

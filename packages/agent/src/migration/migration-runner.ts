@@ -98,6 +98,10 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
   /** Work started in the background (closing connections): awaited by `stop`. */
   readonly #background = new Set<Promise<unknown>>();
   #stopped = false;
+  /** The latest report sent; an unanswered report is re-sent only while it is still the latest. */
+  #lastReport: ReportEffect | null = null;
+  #reportRetries = 0;
+  #reportRetry: TimerHandle | null = null;
   /** While a `get` answer is processed: its `reported.mqtt`, to skip a `connected` report it already shows. */
   #documentReported: JsonObject | undefined;
 
@@ -145,6 +149,8 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
       this.#stopped = true;
     }
     await this.idle();
+    if (this.#reportRetry !== null) this.#o.clock.clearTimeout(this.#reportRetry);
+    this.#reportRetry = null;
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
     for (const attemptId of [...this.#newConns.keys()]) this.#closeNew(attemptId, 'agent stopping', false);
     while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
@@ -387,6 +393,12 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
       this.#log.debug({ brokerId: effect.broker.brokerId, version: effect.assignmentVersion }, 'already reported connected here; not reporting again');
       return;
     }
+    if (this.#lastReport !== effect) {
+      this.#lastReport = effect;
+      this.#reportRetries = 0;
+    }
+    if (this.#reportRetry !== null) this.#o.clock.clearTimeout(this.#reportRetry);
+    this.#reportRetry = null;
     const mqtt = reportedMqtt(effect);
     const queue = this.#o.queue;
     const { acked, reply } = this.#o.shadow.update((topic, payload) => queue.publish(topic, payload, { qos: 1 }), { reported: { mqtt } });
@@ -402,7 +414,21 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
       (answer) => {
         if (!answer.ok) this.#log.warn({ code: answer.error.code, message: answer.error.message, status: effect.status }, 'the server rejected a report');
       },
-      (err: unknown) => this.#log.debug({ err: message(err), status: effect.status }, 'no answer to a report'),
+      (err: unknown) => {
+        // Requests can go unanswered (e.g. while another server instance takes over the broker): the
+        // report is what completes a move, so the latest one is sent again, with backoff, until answered.
+        if (this.#stopped || this.#lastReport !== effect || this.#reportRetries >= 8) {
+          this.#log.debug({ err: message(err), status: effect.status }, 'no answer to a report');
+          return;
+        }
+        const delay = Math.min(30_000, 500 * 2 ** this.#reportRetries) * (0.5 + Math.random() / 2);
+        this.#reportRetries += 1;
+        this.#log.info({ err: message(err), status: effect.status, retryInMs: Math.round(delay) }, 'no answer to a report; sending it again');
+        this.#reportRetry = this.#o.clock.setTimeout(() => {
+          this.#reportRetry = null;
+          if (!this.#stopped && this.#lastReport === effect) this.#report(effect);
+        }, delay);
+      },
     );
     this.#log.info({ status: effect.status, brokerId: effect.broker.brokerId, targetBrokerId: effect.targetBrokerId, error: effect.error, version: effect.assignmentVersion }, 'reporting reported.mqtt');
   }

@@ -1,7 +1,7 @@
 /**
  * `GET {apiUrl}/api/v1/devices/:uuid/config` with the device token (notes/assignment-contract.md, "Config
- * endpoint"): which broker the device should be on. Used at first boot (no state file yet); the poll channel
- * will reuse it with `If-None-Match`.
+ * endpoint"): which broker the device should be on. Used at first boot (no state file yet) and by the config
+ * poller (`config-poller.ts`) with `If-None-Match` and, for long-polls, `?wait=N`.
  *
  * Answers: 200 `{mqtt: {brokerId, broker, protocol, host, port} | null, version}` (+ ETag); 304 when
  * `If-None-Match` matches; 401/403/404 are permanent for this device; anything else (network error, 5xx, 429,
@@ -36,6 +36,8 @@ export interface FetchConfigOptions {
   fetch?: typeof fetch;
   /** Sends `If-None-Match`. */
   etag?: string;
+  /** Long-poll: `?wait=N` seconds (the server holds the answer while `etag` still matches). */
+  waitS?: number;
   /** Abort (agent stopping) and timeout. */
   signal?: AbortSignal;
 }
@@ -45,7 +47,8 @@ export interface FetchConfigOptions {
  * @throws ConfigFetchError (never shows the token)
  */
 export async function fetchDeviceConfig(options: FetchConfigOptions): Promise<DeviceConfig> {
-  const url = `${options.apiUrl}/api/v1/devices/${encodeURIComponent(options.deviceUuid)}/config`;
+  const base = `${options.apiUrl}/api/v1/devices/${encodeURIComponent(options.deviceUuid)}/config`;
+  const url = options.waitS ? `${base}?wait=${options.waitS}` : base;
   const headers: Record<string, string> = { authorization: `Bearer ${options.deviceToken}`, accept: 'application/json' };
   if (options.etag) headers['if-none-match'] = options.etag;
   let res: Response;

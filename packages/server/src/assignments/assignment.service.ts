@@ -7,8 +7,22 @@
  * (the device said it started, or reported a failed attempt it will retry) → completed (the device
  * reported `connected` THROUGH the target broker). Off-ramps: superseded (a newer assignment),
  * timed_out (deadline passed), failed/canceled (reserved for channels that end a move for good).
+ *
+ * Channels (how the device is told; `desired.mqtt` is written the same way whatever the channel, and the
+ * config endpoint's long-polls are woken by a `pg_notify` in the same transaction):
+ * - `shadow`: the `device-state` delta, through the broker(s) the device is on;
+ * - `command`: `iot/device/{uuid}/command/broker-change` (QoS 1, not retained) with a `commandId` and an
+ *   `expiresAt`, through the same broker(s). The device's acks are appended to the row (`acks`) and never move
+ *   its status: the command is only a notification, the device's `connected` report through the target is what
+ *   completes the move. A `failed` ack (`expired`, `unknown command`, superseded…) is recorded and the row stays
+ *   open — the device still converges on `desired.mqtt` (an expired command makes it ask its shadow), and the
+ *   deadline ends a move that never happens;
+ * - `job`: the `createChangeBrokerJob` hook (the device jobs engine) queues a `change-broker` job in the same
+ *   transaction; without the hook the channel is refused (400);
+ * - `poll`: nothing is published; the device learns it from `GET /devices/:uuid/config`.
  */
-import { BROKER_SHADOW, applyUpdate, shadowTopic, type JsonObject, type Namespace } from '@switchyard/protocol';
+import { randomUUID } from 'node:crypto';
+import { BROKER_SHADOW, applyUpdate, commandTopic, shadowTopic, type JsonObject, type Namespace } from '@switchyard/protocol';
 import type { Db, Queryable } from '../db/db.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
@@ -21,16 +35,19 @@ import type { AppliedUpdate } from '../shadows/shadow.service.ts';
 import { enqueue, type NewOutboxRow } from '../outbox/outbox.store.ts';
 import {
   advanceMigration,
+  appendCommandAck,
   getMigration,
   insertMigration,
   listMigrations,
   lockDeviceRow,
   markNotified,
+  notifyConfigChanged,
   openMigration,
   setAssignedBroker,
   supersedeOpen,
   timeOutOverdue,
   type AssignmentChannel,
+  type CommandAck,
   type MigrationFilter,
   type MigrationRow,
 } from './assignments.store.ts';
@@ -62,6 +79,10 @@ export interface Migration {
   completedAt: string | null;
   finishedAt: string | null;
   updatedAt: string;
+  /** Id of the `broker-change` command sent (channel `command`), else null. */
+  commandId: string | null;
+  /** The device's acks of that command, oldest first (bounded). */
+  acks: CommandAck[];
 }
 
 export interface AssignResult {
@@ -84,6 +105,52 @@ export interface AssignmentServiceOptions {
   timeoutSeconds?: number;
   /** Observer of every migration change (events, logs). */
   onMigrationChange?(m: Migration): void;
+  /** Seconds a `broker-change` command stays valid (`expiresAt` = sent + this). Default 60. */
+  commandTtlSeconds?: number;
+  /**
+   * Channel `job`: queues a `change-broker` device job in the assignment's transaction (the jobs engine
+   * provides it). Without it, `channel: 'job'` is refused with 400.
+   */
+  createChangeBrokerJob?(tx: Queryable, ctx: { deviceUuid: string; migrationId: number; assignment: MqttAssignment; version: number }): Promise<void>;
+}
+
+/** The body of `iot/device/{uuid}/command/broker-change` (docs/protocol.md). */
+export interface BrokerChangeCommand {
+  command: 'change-broker';
+  brokerId: number;
+  broker: { protocol: string; host: string; port: number };
+  /** When the command was issued (ISO 8601). */
+  timestamp: string;
+  commandId: string;
+  /** The `device-state` shadow version of the assignment: the device deduplicates channels by it. */
+  version: number;
+  /** After this instant (ISO 8601) the device must not act on it (ack `failed`, `expired`). */
+  expiresAt: string;
+}
+
+/** A validated `…/command/broker-change/ack` body. */
+export interface CommandAckMessage {
+  commandId: string;
+  status: CommandAck['status'];
+  error?: string;
+}
+
+const ACK_STATUSES: ReadonlySet<string> = new Set(['received', 'completed', 'failed']);
+
+/** Validates an ack payload; returns null when it is malformed (the caller logs and drops it). */
+export function parseCommandAck(payload: Buffer | string): CommandAckMessage | null {
+  let body: unknown;
+  try {
+    body = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (!isObject(body)) return null;
+  const { commandId, status, error } = body;
+  if (typeof commandId !== 'string' || commandId.length === 0 || commandId.length > 128) return null;
+  if (typeof status !== 'string' || !ACK_STATUSES.has(status)) return null;
+  if (error !== undefined && error !== null && typeof error !== 'string') return null;
+  return { commandId, status: status as CommandAck['status'], ...(typeof error === 'string' ? { error: error.slice(0, 500) } : {}) };
 }
 
 const iso = (d: Date | string | null): string | null => (d === null ? null : new Date(d).toISOString());
@@ -107,6 +174,8 @@ export function toMigration(r: MigrationRow): Migration {
     completedAt: iso(r.completed_at),
     finishedAt: iso(r.finished_at),
     updatedAt: iso(r.updated_at)!,
+    commandId: r.command_id ?? null,
+    acks: Array.isArray(r.acks) ? r.acks : [],
   };
 }
 
@@ -123,11 +192,15 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
   const log = opts.log.child({ component: 'assignments' });
   const namespaces = opts.namespaces ?? ['iot'];
   const timeoutSeconds = opts.timeoutSeconds ?? 120;
+  const commandTtlSeconds = opts.commandTtlSeconds ?? 60;
   const changed = (row: MigrationRow | null): void => {
     if (row) opts.onMigrationChange?.(toMigration(row));
   };
 
   async function assign(deviceUuid: string, brokerId: number, o: { channel: AssignmentChannel; actor: string }): Promise<AssignResult> {
+    if (o.channel === 'job' && !opts.createChangeBrokerJob) {
+      throw new AppError('VALIDATION_FAILED', "channel 'job' needs the device jobs engine, which this server does not run; use shadow, command or poll");
+    }
     const pending: MigrationRow[] = [];
     const result = await db.transaction(async (tx) => {
       await lockDevices(tx, [deviceUuid]); // the shadow service's lock: no shadow batch interleaves
@@ -181,6 +254,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       await setAssignedBroker(tx, deviceUuid, brokerId);
       await supersedeOpen(tx, deviceUuid);
       const fromBrokerId = (isObject(reported) && typeof reported.brokerId === 'number' ? reported.brokerId : null) ?? device.connected_broker_id ?? device.mqtt_broker_id;
+      const commandId = o.channel === 'command' ? randomUUID() : null;
       const migration = await insertMigration(tx, {
         deviceUuid,
         fromBrokerId,
@@ -189,8 +263,12 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
         shadowVersion: version,
         requestedBy: o.actor,
         timeoutSeconds,
+        commandId,
       });
       pending.push(migration);
+      const migrationId = Number(migration.id);
+      // Every channel: long-polls of the config endpoint wake when (and only if) this commits.
+      await notifyConfigChanged(tx, deviceUuid);
 
       // Tell the device through the broker(s) it is on now; a device we cannot reach converges on its
       // next connect (it always asks for its shadow then).
@@ -199,19 +277,36 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
         if (typeof id === 'number') via.add(id);
       }
       const rows: NewOutboxRow[] = [];
-      if (update.delta) {
+      if (o.channel === 'shadow' && update.delta) {
         const body = JSON.stringify(update.delta);
         for (const viaBroker of via) {
           for (const ns of namespaces) {
             rows.push({
               kind: 'mqtt.publish',
               deviceUuid,
-              migrationId: Number(migration.id),
+              migrationId,
               payload: { brokerId: viaBroker, topic: shadowTopic(deviceUuid, BROKER_SHADOW, 'update', 'delta', ns), body, qos: 1 },
             });
           }
         }
+      } else if (o.channel === 'command' && commandId) {
+        const command: BrokerChangeCommand = {
+          command: 'change-broker',
+          brokerId,
+          broker: { protocol: target.protocol, host: target.host, port: target.port },
+          timestamp: new Date(clock.now()).toISOString(),
+          commandId,
+          version,
+          expiresAt: new Date(clock.now() + commandTtlSeconds * 1000).toISOString(),
+        };
+        const body = JSON.stringify(command);
+        for (const viaBroker of via) {
+          rows.push({ kind: 'mqtt.publish', deviceUuid, migrationId, payload: { brokerId: viaBroker, topic: commandTopic(deviceUuid, 'broker-change'), body, qos: 1 } });
+        }
+      } else if (o.channel === 'job') {
+        await opts.createChangeBrokerJob!(tx, { deviceUuid, migrationId, assignment: target, version });
       }
+      // Channel `poll`: nothing to publish, the device's next config request answers it.
       if (rows.length > 0) await enqueue(tx, rows);
       await insertAudit(tx, {
         actor: o.actor,
@@ -223,7 +318,13 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       return {
         success: true as const,
         changed: true,
-        message: `device ${deviceUuid} assigned to broker ${broker.name}; ${rows.length > 0 ? 'notification queued' : 'it converges on its next connect'}`,
+        message: `device ${deviceUuid} assigned to broker ${broker.name}; ${
+          rows.length > 0 || o.channel === 'job'
+            ? `notification queued (${o.channel})`
+            : o.channel === 'poll'
+              ? 'the device learns it from its next config poll'
+              : 'it converges on its next connect'
+        }`,
         broker: brokerView,
         shadowUpdated: true,
         shadowVersion: version,
@@ -265,6 +366,29 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
     }
   }
 
+  /**
+   * A device's `…/command/broker-change/ack`: validated, appended to the migration that sent the command.
+   * Malformed acks and acks for unknown commands are dropped with a debug log; never throws.
+   */
+  async function recordCommandAck(brokerId: number, deviceUuid: string, payload: Buffer | string): Promise<void> {
+    const ack = parseCommandAck(payload);
+    if (!ack) {
+      log.debug({ deviceUuid, brokerId }, 'ignored a malformed command ack');
+      return;
+    }
+    try {
+      const row = await appendCommandAck(db, deviceUuid, ack.commandId, { status: ack.status, ...(ack.error !== undefined ? { error: ack.error } : {}), brokerId });
+      if (!row) {
+        log.debug({ deviceUuid, brokerId, commandId: ack.commandId }, 'ignored an ack for a command this device was not sent');
+        return;
+      }
+      log.info({ deviceUuid, brokerId, migrationId: Number(row.id), commandId: ack.commandId, status: ack.status, error: ack.error }, `command ${ack.status}`);
+      changed(row);
+    } catch (err) {
+      log.warn({ err, deviceUuid, commandId: ack.commandId }, 'could not record a command ack; it is lost (the move itself is driven by reports)');
+    }
+  }
+
   async function onNotified(migrationId: number): Promise<void> {
     changed(await markNotified(db, migrationId));
   }
@@ -282,6 +406,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
     assign,
     onShadowUpdates,
     onNotified,
+    recordCommandAck,
     sweepTimeouts,
     async get(id: number): Promise<Migration> {
       const row = await getMigration(db, id);

@@ -1,7 +1,7 @@
 /**
  * Broker assignment and migrations:
  * `PUT /devices/:uuid/broker`, `GET /devices/:uuid/migrations`, `GET /migrations`, `GET /migrations/:id`,
- * and the device's own `GET /devices/:uuid/config` (ETag / If-None-Match).
+ * and the device's own `GET /devices/:uuid/config` (ETag / If-None-Match, `?wait=N` long-poll).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { actorOf, principalOf } from '../auth/auth.plugin.ts';
@@ -9,14 +9,24 @@ import { errorResponses, idSchema } from '../http/schemas.ts';
 import { deviceUuidSchema } from '../devices/devices.routes.ts';
 import { ASSIGNMENT_CHANNELS, MIGRATION_STATUSES, type AssignmentChannel, type MigrationStatus } from './assignments.store.ts';
 import type { AssignmentService } from './assignment.service.ts';
-import type { DeviceConfigService } from './device-config.ts';
+import type { DeviceConfig, DeviceConfigService } from './device-config.ts';
+import type { ConfigWatch } from './config-watch.ts';
 
 export interface AssignmentRoutesOptions {
   assignments: AssignmentService;
   deviceConfig: DeviceConfigService;
   /** Channels this server accepts in `PUT /devices/:uuid/broker`. */
   channels: readonly AssignmentChannel[];
+  /** Channel used when the request names none. Default the first of `channels`. */
+  defaultChannel?: AssignmentChannel;
+  /** Long-poll waiters of the config endpoint; without it `?wait` answers at once. */
+  configWatch?: ConfigWatch;
 }
+
+/** Longest `?wait` of the config endpoint, seconds. */
+export const MAX_CONFIG_WAIT_S = 60;
+
+const etagOf = (config: DeviceConfig): string => `"${config.version}.${config.mqtt?.brokerId ?? 0}"`;
 
 const tags = ['assignments'];
 const uuidParams = { type: 'object', required: ['uuid'], properties: { uuid: deviceUuidSchema }, additionalProperties: false } as const;
@@ -25,7 +35,8 @@ const paging = {
   offset: { type: 'integer', minimum: 0, maximum: 1_000_000_000, default: 0 },
 } as const;
 
-export const assignmentRoutes: FastifyPluginAsync<AssignmentRoutesOptions> = async (app, { assignments, deviceConfig, channels }) => {
+export const assignmentRoutes: FastifyPluginAsync<AssignmentRoutesOptions> = async (app, { assignments, deviceConfig, channels, defaultChannel, configWatch }) => {
+  const fallbackChannel = defaultChannel ?? channels[0]!;
   app.put<{ Params: { uuid: string }; Body: { brokerId: number; channel?: AssignmentChannel } }>(
     '/devices/:uuid/broker',
     {
@@ -38,7 +49,11 @@ export const assignmentRoutes: FastifyPluginAsync<AssignmentRoutesOptions> = asy
           required: ['brokerId'],
           properties: {
             brokerId: { ...idSchema, description: 'Target broker (must exist and be active)' },
-            channel: { type: 'string', enum: [...channels], description: `How the device is told (default ${channels[0]})` },
+            channel: {
+              type: 'string',
+              enum: [...channels],
+              description: `How the device is told: shadow (delta), command (MQTT command with acks), job (device job), poll (nothing sent; the device's config poll finds it). Default ${fallbackChannel} (SWITCHYARD_DEFAULT_CHANNEL)`,
+            },
           },
           additionalProperties: false,
         },
@@ -47,7 +62,7 @@ export const assignmentRoutes: FastifyPluginAsync<AssignmentRoutesOptions> = asy
     },
     async (req) => {
       const principal = principalOf(req);
-      return assignments.assign(req.params.uuid, req.body.brokerId, { channel: req.body.channel ?? channels[0]!, actor: actorOf(principal) });
+      return assignments.assign(req.params.uuid, req.body.brokerId, { channel: req.body.channel ?? fallbackChannel, actor: actorOf(principal) });
     },
   );
 
@@ -109,26 +124,72 @@ export const assignmentRoutes: FastifyPluginAsync<AssignmentRoutesOptions> = asy
     async (req) => assignments.get(req.params.id),
   );
 
-  app.get<{ Params: { uuid: string } }>(
+  app.get<{ Params: { uuid: string }; Querystring: { wait?: number } }>(
     '/devices/:uuid/config',
     {
       config: { device: true },
       schema: {
         tags: ['devices'],
-        summary: 'The broker a device should use (device token or admin token; ETag + If-None-Match)',
+        summary: 'The broker a device should use (device token or admin token; ETag + If-None-Match; ?wait=N long-polls)',
         params: uuidParams,
-        response: errorResponses(400, 403, 404),
+        querystring: {
+          type: 'object',
+          properties: {
+            wait: {
+              type: 'integer',
+              minimum: 0,
+              maximum: MAX_CONFIG_WAIT_S,
+              description: `Long-poll: while If-None-Match still matches, hold the answer until the config changes or this many seconds pass (then 304). 0–${MAX_CONFIG_WAIT_S}`,
+            },
+          },
+          additionalProperties: false,
+        },
+        response: errorResponses(400, 403, 404, 429),
       },
     },
     async (req, reply) => {
-      const config = await deviceConfig.get(req.params.uuid);
-      const etag = `"${config.version}.${config.mqtt?.brokerId ?? 0}"`;
-      reply.header('etag', etag).header('cache-control', 'no-cache');
+      const uuid = req.params.uuid;
       const inm = req.headers['if-none-match'];
-      if (typeof inm === 'string' && inm.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`)) {
-        return reply.code(304).send();
+      const matches = (etag: string): boolean => typeof inm === 'string' && inm.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`);
+      const answer = (config: DeviceConfig) => {
+        const etag = etagOf(config);
+        reply.header('etag', etag).header('cache-control', 'no-cache');
+        return matches(etag) ? reply.code(304).send() : config;
+      };
+      const waitMs = (req.query.wait ?? 0) * 1000;
+      if (waitMs === 0 || !configWatch || typeof inm !== 'string') return answer(await deviceConfig.get(uuid));
+
+      // The client going away ends the wait (ServerResponse 'close' before the answer was written).
+      const gone = new AbortController();
+      const onClose = (): void => {
+        if (!reply.raw.writableFinished) gone.abort();
+      };
+      reply.raw.once('close', onClose);
+      const deadline = Date.now() + waitMs;
+      try {
+        for (;;) {
+          // Register before reading: a commit between the read and the registration still wakes us.
+          const waiter = configWatch.wait(uuid, Math.max(0, deadline - Date.now()), gone.signal);
+          let config: DeviceConfig;
+          try {
+            config = await deviceConfig.get(uuid);
+          } catch (err) {
+            waiter.cancel();
+            throw err;
+          }
+          if (!matches(etagOf(config))) {
+            waiter.cancel();
+            return answer(config);
+          }
+          const outcome = await waiter.done;
+          if (outcome === 'aborted') return reply.code(304).send(); // nobody listens; keep it cheap
+          // Woken by a change (re-check: it may not touch this ETag) or out of time / shutting down: one last read,
+          // which also covers a NOTIFY lost while the LISTEN connection was down.
+          if (outcome !== 'changed' || Date.now() >= deadline) return answer(await deviceConfig.get(uuid));
+        }
+      } finally {
+        reply.raw.off('close', onClose);
       }
-      return config;
     },
   );
 };

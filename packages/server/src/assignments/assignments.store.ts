@@ -25,7 +25,27 @@ export interface MigrationRow {
   completed_at: Date | null;
   finished_at: Date | null;
   updated_at: Date;
+  /** Id of the `broker-change` command this assignment sent (channel `command`), else null. */
+  command_id: string | null;
+  /** The device's acknowledgements of that command, oldest first (at most {@link MAX_COMMAND_ACKS}). */
+  acks: CommandAck[];
 }
+
+/** One acknowledgement of a `broker-change` command, as recorded in the migration row. */
+export interface CommandAck {
+  status: 'received' | 'completed' | 'failed';
+  error?: string;
+  /** The broker the ack arrived through. */
+  brokerId: number;
+  /** When the server recorded it (ISO 8601). */
+  at: string;
+}
+
+/** Most acks kept per migration: a device repeating itself must not grow the row without bound. */
+export const MAX_COMMAND_ACKS = 20;
+
+/** NOTIFY channel carrying a device uuid whenever its config (`GET /devices/:uuid/config`) changed. */
+export const CONFIG_CHANNEL = 'switchyard_config';
 
 const OPEN = `('pending', 'notified', 'migrating')`;
 
@@ -67,12 +87,21 @@ export async function supersedeOpen(q: Queryable, uuid: string): Promise<number[
 
 export async function insertMigration(
   q: Queryable,
-  m: { deviceUuid: string; fromBrokerId: number | null; toBrokerId: number; channel: AssignmentChannel; shadowVersion: number; requestedBy: string; timeoutSeconds: number },
+  m: {
+    deviceUuid: string;
+    fromBrokerId: number | null;
+    toBrokerId: number;
+    channel: AssignmentChannel;
+    shadowVersion: number;
+    requestedBy: string;
+    timeoutSeconds: number;
+    commandId?: string | null;
+  },
 ): Promise<MigrationRow> {
   const { rows } = await q.query<MigrationRow>(
-    `INSERT INTO broker_migrations (device_uuid, from_broker_id, to_broker_id, channel, shadow_version, requested_by, deadline_at)
-     VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)) RETURNING *`,
-    [m.deviceUuid, m.fromBrokerId, m.toBrokerId, m.channel, m.shadowVersion, m.requestedBy, m.timeoutSeconds],
+    `INSERT INTO broker_migrations (device_uuid, from_broker_id, to_broker_id, channel, shadow_version, requested_by, deadline_at, command_id)
+     VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8) RETURNING *`,
+    [m.deviceUuid, m.fromBrokerId, m.toBrokerId, m.channel, m.shadowVersion, m.requestedBy, m.timeoutSeconds, m.commandId ?? null],
   );
   return rows[0]!;
 }
@@ -164,4 +193,27 @@ export async function setPresence(q: Queryable, uuid: string, brokerId: number, 
     : // An offline will from a broker the device already left must not mark it offline.
       await q.query('UPDATE devices SET online = false, last_seen_at = now() WHERE uuid = $1 AND connected_broker_id = $2', [uuid, brokerId]);
   return rowCount > 0;
+}
+
+/**
+ * Appends an ack to the migration that sent command `commandId` to the device (whatever its status: an ack
+ * that arrives after the move ended is still worth keeping), dropping the oldest beyond {@link MAX_COMMAND_ACKS}.
+ * Returns the row, or null when no migration of this device sent that command.
+ */
+export async function appendCommandAck(q: Queryable, deviceUuid: string, commandId: string, ack: Omit<CommandAck, 'at'>): Promise<MigrationRow | null> {
+  const { rows } = await q.query<MigrationRow>(
+    `UPDATE broker_migrations
+        SET acks = (CASE WHEN jsonb_array_length(acks) >= $4 THEN acks - 0 ELSE acks END)
+                   || jsonb_build_array($3::jsonb || jsonb_build_object('at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))),
+            updated_at = now()
+      WHERE device_uuid = $1 AND command_id = $2
+      RETURNING *`,
+    [deviceUuid, commandId, JSON.stringify(ack), MAX_COMMAND_ACKS],
+  );
+  return rows[0] ?? null;
+}
+
+/** Wakes the long-polls of `GET /devices/:uuid/config` for this device, in every instance, when `q` commits. */
+export async function notifyConfigChanged(q: Queryable, deviceUuid: string): Promise<void> {
+  await q.query('SELECT pg_notify($1, $2)', [CONFIG_CHANNEL, deviceUuid]);
 }

@@ -1,21 +1,27 @@
 /**
  * The broker pool: one MQTT connection from this server to every active broker.
  *
- * Each connection subscribes to the request topics it serves (never to its own replies) and hands
- * every message to `onMessage`. A lost connection is re-opened after `nextDelay(attempt)` — capped
+ * Every instance connects to every broker, to publish (replies, outbox deliveries). Only the instance that owns
+ * a broker (see `broker-ownership.ts`: an advisory lock per broker) subscribes to its request topics (never to
+ * its own replies) and hands every message to `onMessage`; a standby instance takes over within
+ * `ownershipRetryMs` when the owner dies or lets go. A lost connection is re-opened after `nextDelay(attempt)` — capped
  * exponential backoff with full jitter — and every failure is logged with the next delay.
  * `refresh()` re-reads the broker records and opens, re-opens (changed settings) or closes
  * connections (disabled or deleted brokers) without a restart; the server calls it after every
  * broker change it makes and on a slow timer, so changes made by another instance are noticed too.
  *
  * States of one connection: `connecting` → `connected` → (`waiting` with a retry timer → `connecting`)…,
- * until `closed` (removed from the pool).
+ * until `closed` (removed from the pool). While `connected`, ownership is wanted: `owner` (subscribed) or
+ * standby (connected only). A connection that closes releases ownership after the MQTT session is gone, so two
+ * instances never both hold request subscriptions of a broker in an orderly hand-over.
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { nextDelay, type BackoffPolicy } from '@switchyard/protocol';
 import type { Clock } from '../clock.ts';
+import type { LockSession } from '../db/db.ts';
 import type { Logger } from '../log.ts';
+import { createBrokerOwnership } from './broker-ownership.ts';
 
 export interface BrokerConnectionConfig {
   id: number;
@@ -35,13 +41,19 @@ export interface BrokerStatus {
   brokerId: number;
   name: string;
   connected: boolean;
+  /** This instance owns the broker's request subscriptions (and is subscribed). */
+  owner: boolean;
   lastError?: string;
 }
 
 export interface BrokerPoolOptions {
   loadBrokers(): Promise<BrokerConnectionConfig[]>;
-  /** MQTT subscription filters every connection takes (QoS 1). */
+  /** MQTT subscription filters (QoS 1) the owner of a broker takes on its connection. */
   subscriptions: string[];
+  /** Opens the session holding the ownership locks (`db.createLockSession()`). */
+  openLockSession(): Promise<LockSession>;
+  /** How often a broker owned by another instance is tried again, ms. Default 2000. */
+  ownershipRetryMs?: number;
   onMessage(brokerId: number, topic: string, payload: Buffer): void;
   log: Logger;
   clock: Clock;
@@ -49,7 +61,7 @@ export interface BrokerPoolOptions {
   backoff?: BackoffPolicy;
   /** How often to re-read broker records (ms). Default 10,000; 0 = never. */
   refreshIntervalMs?: number;
-  /** Called after a connection (re)subscribes, e.g. to replay work for that broker. */
+  /** Called after a connection is (re-)established, e.g. to replay work for that broker. */
   onConnected?(brokerId: number): void;
 }
 
@@ -58,6 +70,8 @@ interface Entry {
   fingerprint: string;
   client: MqttClient | null;
   connected: boolean;
+  /** Owner and subscribed to the request topics on `client`. */
+  owner: boolean;
   attempt: number;
   retry: NodeJS.Timeout | null;
   lastError?: string;
@@ -79,7 +93,10 @@ export interface BrokerPool {
   publish(brokerId: number, topic: string, payload: string | Buffer, opts?: { qos?: 0 | 1; retain?: boolean }): Promise<void>;
   status(): BrokerStatus[];
   isConnected(brokerId: number): boolean;
-  /** Resolves once the broker's connection is up and subscribed (or rejects after `timeoutMs`). */
+  /**
+   * Resolves once the broker's connection is up and its first ownership try has settled: subscribed when this
+   * instance owns the broker, connected only when another one does (or rejects after `timeoutMs`).
+   */
   waitConnected(brokerId: number, timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
@@ -95,6 +112,54 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
   let refreshTimer: NodeJS.Timeout | null = null;
   let closing = false;
   let refreshing: Promise<void> | null = null;
+
+  const settle = (entry: Entry): void => {
+    const waiters = entry.connectWaiters;
+    entry.connectWaiters = [];
+    for (const w of waiters) w();
+  };
+  const subscriptionFilters = Object.fromEntries(opts.subscriptions.map((t) => [t, { qos: 1 as const }]));
+
+  const ownership = createBrokerOwnership({
+    openSession: opts.openLockSession,
+    ...(opts.ownershipRetryMs !== undefined ? { retryMs: opts.ownershipRetryMs } : {}),
+    log,
+    clock: opts.clock,
+    onAcquired: (brokerId) => {
+      const entry = entries.get(brokerId);
+      if (entry?.client && entry.connected) void subscribe(entry, entry.client);
+      // else: the connection just went; its close handler releases the lock
+    },
+    onLost: (brokerIds) => {
+      // Messages stop being handled at once (onMessage checks ownership); the subscriptions go next.
+      for (const id of brokerIds) {
+        const entry = entries.get(id);
+        if (!entry) continue;
+        entry.owner = false;
+        const client = entry.client;
+        if (!client || !entry.connected || opts.subscriptions.length === 0) continue;
+        client.unsubscribeAsync(opts.subscriptions).catch((err: unknown) => {
+          log.warn({ err, brokerId: id }, 'unsubscribing after losing ownership failed; reconnecting without subscriptions');
+          client.end(true);
+        });
+      }
+    },
+  });
+
+  async function subscribe(entry: Entry, client: MqttClient): Promise<void> {
+    const clog = log.child({ brokerId: entry.config.id, broker: entry.config.name });
+    try {
+      if (opts.subscriptions.length > 0) await client.subscribeAsync(subscriptionFilters);
+      if (entry.client !== client || !ownership.owns(entry.config.id)) return; // gone or lost meanwhile
+      entry.owner = true;
+      clog.info('owner: subscribed to the request topics');
+      settle(entry);
+    } catch (err) {
+      entry.lastError = `subscribe failed: ${(err as Error).message}`;
+      clog.error({ err }, 'subscribing to request topics failed; reconnecting');
+      client.end(true);
+    }
+  }
 
   function connect(entry: Entry): void {
     const c = entry.config;
@@ -115,27 +180,20 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
     client.on('connect', () => {
       // Replies are small and latency matters: no Nagle delay (with the peer's delayed ACK it adds ~40 ms).
       (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
-      void (async () => {
-        try {
-          if (opts.subscriptions.length > 0) {
-            await client.subscribeAsync(Object.fromEntries(opts.subscriptions.map((t) => [t, { qos: 1 as const }])));
-          }
-          entry.connected = true;
-          entry.attempt = 0;
-          delete entry.lastError;
-          clog.info('connected and subscribed');
-          const waiters = entry.connectWaiters;
-          entry.connectWaiters = [];
-          for (const w of waiters) w();
-          opts.onConnected?.(c.id);
-        } catch (err) {
-          entry.lastError = `subscribe failed: ${(err as Error).message}`;
-          clog.error({ err }, 'subscribing to request topics failed; reconnecting');
-          client.end(true);
-        }
-      })();
+      entry.connected = true;
+      entry.attempt = 0;
+      delete entry.lastError;
+      clog.info('connected');
+      opts.onConnected?.(c.id);
+      void ownership.acquire(c.id).then((owned) => {
+        if (owned || entry.client !== client) return; // the owner settles after subscribing
+        clog.info({ retryMs: opts.ownershipRetryMs ?? 2000 }, 'standby: another instance owns the request subscriptions');
+        settle(entry);
+      });
     });
     client.on('message', (topic, payload) => {
+      // Ownership lost (or released) a moment ago: another instance may already answer this broker.
+      if (!ownership.owns(c.id)) return;
       try {
         opts.onMessage(c.id, topic, payload);
       } catch (err) {
@@ -149,7 +207,10 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
     client.on('close', () => {
       const was = entry.connected;
       entry.connected = false;
+      entry.owner = false;
       if (entry.closed || closing || entry.client !== client) return;
+      // After the MQTT session is gone, so the next owner's subscriptions never overlap ours.
+      void ownership.release(c.id);
       client.removeAllListeners();
       client.on('error', () => undefined); // late socket errors after close are expected noise
       entry.client = null;
@@ -169,6 +230,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
   async function closeEntry(entry: Entry): Promise<void> {
     entry.closed = true;
     entry.connected = false;
+    entry.owner = false;
     if (entry.retry) opts.clock.clearTimeout(entry.retry);
     entry.retry = null;
     const client = entry.client;
@@ -177,6 +239,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
       client.removeAllListeners();
     }
+    await ownership.release(entry.config.id);
   }
 
   async function doRefresh(): Promise<void> {
@@ -205,6 +268,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
         fingerprint: fingerprintOf(config),
         client: null,
         connected: false,
+        owner: false,
         attempt: 0,
         retry: null,
         closed: false,
@@ -261,6 +325,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
         brokerId: e.config.id,
         name: e.config.name,
         connected: e.connected,
+        owner: e.owner,
         ...(e.lastError ? { lastError: e.lastError } : {}),
       }));
     },
@@ -284,6 +349,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       const all = [...entries.values()];
       entries.clear();
       await Promise.all(all.map(closeEntry));
+      await ownership.close();
     },
   };
 }

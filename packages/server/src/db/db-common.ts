@@ -34,3 +34,10 @@ export function assertChannel(channel: string): void {
 export function transactionClosedError(): Error {
   return new Error('transaction is closed: a query ran on a transaction handle after COMMIT/ROLLBACK (missing await?)');
 }
+
+/** A {@link LockSession} key is the second int4 of `pg_try_advisory_lock(int4, int4)`. */
+export function assertLockKey(key: number): void {
+  if (!Number.isInteger(key) || key < -2_147_483_648 || key > 2_147_483_647) {
+    throw new TypeError(`invalid lock key ${String(key)}: use an int4 (a broker id)`);
+  }
+}

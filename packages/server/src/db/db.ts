@@ -35,6 +35,38 @@ export interface Db extends Queryable {
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   /** NOTIFY `channel` with `payload` (delivered to every listener, in this process or another). */
   notify(channel: string, payload: string): Promise<void>;
+  /**
+   * Opens a {@link LockSession}: session-level advisory locks on one dedicated connection (PostgreSQL), or an
+   * in-memory table shared by the sessions of this Db (PGlite: one process, nobody else to exclude).
+   */
+  createLockSession(): Promise<LockSession>;
   /** Closes the pool / the PGlite instance (and releases the PGlite lockfile). */
+  close(): Promise<void>;
+}
+
+/**
+ * Class id of every lock taken through a {@link LockSession}: `pg_try_advisory_lock(LOCK_SESSION_CLASS, key)`.
+ * The two-int4 form never collides with the one-bigint form used by transaction-scoped locks (migrations, devices).
+ */
+export const LOCK_SESSION_CLASS = 0x5359_0001;
+
+/**
+ * Long-lived, exclusive locks (one per broker for ownership of its request subscriptions), held by a session:
+ * every lock lives exactly as long as the session. A session is never re-opened: once lost, open a new one.
+ */
+export interface LockSession {
+  /**
+   * Takes lock `key` (an int4) when no other session holds it. Resolves true when this session holds it (also when
+   * it already did: locks never stack), false when another session does. Rejects when the session is lost or closed.
+   */
+  tryLock(key: number): Promise<boolean>;
+  /** Releases `key` if this session holds it. Never rejects: a lost session has released everything already. */
+  unlock(key: number): Promise<void>;
+  /**
+   * Calls `cb` once when the session is lost (its connection dropped or stopped answering): every lock it held is
+   * released, possibly already taken by another session. Not called after `close()`. Returns an unsubscribe function.
+   */
+  onLost(cb: (err: Error) => void): () => void;
+  /** Releases every lock and closes the session. Idempotent. */
   close(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 /**
  * {@link Db} over PostgreSQL with `pg`: a pool for queries and transactions, plus one dedicated connection that
- * carries every LISTEN channel of this process.
+ * carries every LISTEN channel of this process. Each lock session (`createLockSession`) is one more dedicated
+ * connection, see `pg-lock-session.ts`.
  *
  * Listener connection states:
  * - `idle`: no channel is listened to yet (no connection opened).
@@ -15,6 +16,7 @@ import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
 import type { Db, Queryable, QueryResult } from './db.ts';
 import { INT8_OID, assertChannel, parseInt8, transactionClosedError } from './db-common.ts';
+import { openPgLockSession } from './pg-lock-session.ts';
 
 export interface PgDbOptions {
   /** Maximum pool connections (default 10). The listener connection comes on top of these. */
@@ -25,6 +27,8 @@ export interface PgDbOptions {
   listenRetryBaseMs?: number;
   /** Longest reconnect delay of the listener connection, ms (default 10 000). */
   listenRetryMaxMs?: number;
+  /** Heartbeat of each lock session's connection, ms (default 5000): how soon a silent drop is noticed. */
+  lockHeartbeatMs?: number;
 }
 
 /**
@@ -119,6 +123,11 @@ export async function createPgDb(url: string, opts: PgDbOptions = {}): Promise<D
     async notify(channel: string, payload: string): Promise<void> {
       assertChannel(channel);
       await pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
+    },
+
+    createLockSession() {
+      if (closed) return Promise.reject(new Error('database is closed'));
+      return openPgLockSession(url, { log, ...(opts.lockHeartbeatMs !== undefined ? { heartbeatMs: opts.lockHeartbeatMs } : {}) });
     },
 
     async close(): Promise<void> {

@@ -14,6 +14,7 @@ import { silentLogger } from '../log.ts';
 import type { Db, Queryable, QueryResult } from './db.ts';
 import { INT8_OID, assertChannel, parseInt8, transactionClosedError } from './db-common.ts';
 import { acquireDirLock, type DirLock } from './lockfile.ts';
+import { createMemoryLockTable } from './memory-lock-session.ts';
 
 export interface PgliteDbOptions {
   /** Logger (default: silent). */
@@ -62,6 +63,7 @@ export async function createPgliteDb(dataDir: string | undefined, opts: PgliteDb
     }
   };
   let closed = false;
+  const locks = createMemoryLockTable();
 
   const db: Db = {
     kind: 'pglite',
@@ -117,6 +119,9 @@ export async function createPgliteDb(dataDir: string | undefined, opts: PgliteDb
       // transaction commits, run `SELECT pg_notify($1, $2)` on the tx handle instead.
       await db.query('SELECT pg_notify($1, $2)', [channel, payload]);
     },
+
+    // One process owns the database: advisory locks would exclude nobody, an in-memory table does the same.
+    createLockSession: async () => locks.open(),
 
     async close(): Promise<void> {
       if (closed) return;

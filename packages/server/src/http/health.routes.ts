@@ -1,6 +1,7 @@
 /**
  * Public probes: `/healthz` (the process answers) and `/readyz` (the database answers `select 1` and every
- * active broker is connected in the pool). Neither needs a token; neither reveals a secret.
+ * active broker is connected in the pool). `/readyz` also says which brokers' request subscriptions this
+ * instance owns (`owner`); a standby instance is ready all the same. Neither needs a token; neither reveals a secret.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { listActiveBrokers } from '../brokers/brokers.store.ts';
@@ -13,6 +14,8 @@ export interface BrokerPoolStatus {
   brokerId: number;
   name: string;
   connected: boolean;
+  /** This instance owns the broker's request subscriptions. */
+  owner: boolean;
   lastError?: string;
 }
 
@@ -33,6 +36,7 @@ interface BrokerCheck {
   brokerId: number;
   name: string;
   connected: boolean;
+  owner: boolean;
   error?: string;
 }
 
@@ -43,7 +47,13 @@ const checksSchema = {
     type: 'array',
     items: {
       type: 'object',
-      properties: { brokerId: { type: 'integer' }, name: { type: 'string' }, connected: { type: 'boolean' }, error: { type: 'string' } },
+      properties: {
+        brokerId: { type: 'integer' },
+        name: { type: 'string' },
+        connected: { type: 'boolean' },
+        owner: { type: 'boolean', description: "this instance owns the broker's request subscriptions (one instance per broker)" },
+        error: { type: 'string' },
+      },
     },
   },
 } as const;
@@ -108,7 +118,7 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
         const pool = new Map(opts.brokerPool.status().map((s) => [s.brokerId, s]));
         for (const b of active) {
           const s = pool.get(b.id);
-          const check: BrokerCheck = { brokerId: b.id, name: b.name, connected: s?.connected === true };
+          const check: BrokerCheck = { brokerId: b.id, name: b.name, connected: s?.connected === true, owner: s?.owner === true };
           if (s === undefined) check.error = 'not in the broker pool yet';
           else if (!s.connected) check.error = s.lastError ?? 'not connected';
           brokers.push(check);

@@ -527,13 +527,19 @@ export function apiSuite(label: string, target: SuiteTarget): void {
       const activeBrokers = async () =>
         (await db.query<{ id: number; name: string }>("SELECT id, name FROM mqtt_broker_config WHERE status = 'active'")).rows;
 
-      it('answers 200 when the database answers and every active broker is connected', async () => {
+      it('answers 200 when the database answers and every active broker is connected, owned here or not', async () => {
         const rows = await activeBrokers();
-        h.poolStatus.splice(0, h.poolStatus.length, ...rows.map((r) => ({ brokerId: r.id, name: r.name, connected: true })));
+        const owned = rows[0]?.id;
+        h.poolStatus.splice(0, h.poolStatus.length, ...rows.map((r) => ({ brokerId: r.id, name: r.name, connected: true, owner: r.id === owned })));
         const res = await h.call('GET', '/readyz', { token: null });
         assert.equal(res.statusCode, 200, res.body);
         assert.equal(res.json().status, 'ok');
         assert.equal(res.json().database, 'ok');
+        const brokers = res.json().brokers as Array<{ brokerId: number; owner: boolean }>;
+        assert.deepEqual(
+          brokers.map((b) => [b.brokerId, b.owner]).sort((x, y) => Number(x[0]) - Number(y[0])),
+          rows.map((r) => [r.id, r.id === owned]).sort((x, y) => Number(x[0]) - Number(y[0])),
+        );
       });
 
       it('answers 503 NOT_READY naming a disconnected active broker, ignoring non-active ones', async () => {
@@ -543,15 +549,15 @@ export function apiSuite(label: string, target: SuiteTarget): void {
         h.poolStatus.splice(
           0,
           h.poolStatus.length,
-          ...rows.map((r) => ({ brokerId: r.id, name: r.name, connected: r.id !== down.id, ...(r.id === down.id ? { lastError: 'ECONNREFUSED' } : {}) })),
-          { brokerId: draining.id, name: draining.name, connected: false },
+          ...rows.map((r) => ({ brokerId: r.id, name: r.name, connected: r.id !== down.id, owner: false, ...(r.id === down.id ? { lastError: 'ECONNREFUSED' } : {}) })),
+          { brokerId: draining.id, name: draining.name, connected: false, owner: false },
         );
         const res = await h.call('GET', '/readyz', { token: null });
         const err = assertError(res, 503, 'NOT_READY', down.name);
         assert.ok(!(err.message as string).includes(draining.name));
         assert.equal(err.database, 'ok');
         const check = (err.brokers as Array<{ brokerId: number; connected: boolean; error?: string }>).find((b) => b.brokerId === down.id);
-        assert.deepEqual(check, { brokerId: down.id, name: down.name, connected: false, error: 'ECONNREFUSED' });
+        assert.deepEqual(check, { brokerId: down.id, name: down.name, connected: false, owner: false, error: 'ECONNREFUSED' });
 
         // An active broker the pool does not know yet is not ready either.
         h.poolStatus.splice(h.poolStatus.findIndex((s) => s.brokerId === down.id), 1);

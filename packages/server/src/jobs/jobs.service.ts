@@ -1,0 +1,690 @@
+/**
+ * Device jobs with AWS IoT Jobs execution semantics (reference §2; DESIGN §3, §6): one execution per job.
+ *
+ * Rules (the transitions themselves are `nextJobState` in the protocol package):
+ * - a device may move its execution QUEUED → IN_PROGRESS | REJECTED and IN_PROGRESS → IN_PROGRESS | SUCCEEDED |
+ *   FAILED | REJECTED; the service QUEUED → CANCELED | REMOVED, IN_PROGRESS → TIMED_OUT (its timers) and
+ *   IN_PROGRESS → CANCELED with `force`. Nothing leaves a terminal state (InvalidStateTransition);
+ * - `versionNumber` starts at 1 and grows by one on every change; an `expectedVersion` that differs is refused
+ *   with VersionMismatch carrying the current `executionState`;
+ * - `statusDetails`: at most 10 pairs, keys 1–128 of `[a-zA-Z0-9:_-]`, values 1–1024 characters without control
+ *   characters (InvalidRequest otherwise); omitted = unchanged, given = replaced;
+ * - the in-progress timer starts when the execution enters IN_PROGRESS and never changes; the step timer starts
+ *   then too (the job's `stepTimeoutSeconds`), and a device's `stepTimeoutInMinutes` replaces it (`-1` discards
+ *   it). Either one running out → TIMED_OUT, by the sweeper even while no device talks, or at once when the
+ *   device touches an overdue execution (the device then gets InvalidStateTransition, and the TIMED_OUT commits).
+ *
+ * Notifications — `notify` when an execution joins or leaves the pending list, `notify-next` when the head of the
+ * queue (`$next`: IN_PROGRESS first, then the oldest QUEUED) changes — are outbox rows written in the same
+ * transaction as the change, published through the broker(s) the device is on (connected and assigned).
+ *
+ * Locking: every change locks the device row first, then job rows (the assignment transaction has the same
+ * order), so a device's jobs change one transaction at a time.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  JOB_ID_RE,
+  NEXT_JOB_ID,
+  isJobStatus,
+  isTerminal,
+  jobsTopic,
+  nextJobState,
+  type JobStatus,
+  type Namespace,
+} from '@switchyard/protocol';
+import type { Db, Queryable } from '../db/db.ts';
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../log.ts';
+import { AppError } from '../errors.ts';
+import { insertAudit } from '../audit/audit.store.ts';
+import { enqueue, type NewOutboxRow } from '../outbox/outbox.store.ts';
+import {
+  deviceExists,
+  devicesWithOverdueJobs,
+  getJob,
+  insertJob,
+  isOverdue,
+  listJobs,
+  lockDeviceForJobs,
+  overdueJobsOf,
+  pendingJobs,
+  queuedJobsOfType,
+  updateJob,
+  type DeviceForJobs,
+  type JobChange,
+  type JobFilter,
+  type JobRow,
+} from './jobs.store.ts';
+
+/** Error codes of `…/rejected` answers (reference §2.6). */
+export type JobsErrorCode =
+  | 'InvalidTopic'
+  | 'InvalidJson'
+  | 'InvalidRequest'
+  | 'InvalidStateTransition'
+  | 'ResourceNotFound'
+  | 'VersionMismatch'
+  | 'InternalError'
+  | 'RequestThrottled'
+  | 'TerminalStateReached';
+
+/** `executionState` of answers and errors. */
+export interface JobExecutionState {
+  status: JobStatus;
+  statusDetails?: Record<string, string>;
+  versionNumber: number;
+}
+
+/** A refused device request; `executionState` on VersionMismatch and InvalidStateTransition. */
+export class JobsError extends Error {
+  override readonly name = 'JobsError';
+  constructor(
+    readonly code: JobsErrorCode,
+    message: string,
+    readonly executionState?: JobExecutionState,
+  ) {
+    super(message);
+  }
+}
+
+/** The job type of broker assignments sent through the `job` channel. */
+export const CHANGE_BROKER_JOB = 'change-broker';
+
+/** Limits (reference §2.4, §2.1). */
+export const JOB_LIMITS = {
+  statusDetailsPairs: 10,
+  statusDetailsKeyMax: 128,
+  statusDetailsValueMax: 1024,
+  /** Largest job document, bytes of JSON. */
+  documentBytes: 32_768,
+  /** Step timer range of a device request, minutes. */
+  stepMinutesMax: 10_080,
+  clientTokenBytes: 64,
+  /** Executions in a `notify` message. */
+  notifyMax: 10,
+} as const;
+
+const DETAILS_KEY_RE = /^[a-zA-Z0-9:_-]+$/;
+// eslint-disable-next-line no-control-regex
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+
+// ───────────────────────────── request parsing (shared by MQTT and HTTP) ─────────────────────────────
+
+export interface GetPendingRequest {
+  clientToken?: string;
+}
+export interface StartNextRequest {
+  statusDetails?: Record<string, string>;
+  stepTimeoutInMinutes?: number;
+  clientToken?: string;
+}
+export interface DescribeRequest {
+  executionNumber?: number;
+  includeJobDocument?: boolean;
+  clientToken?: string;
+}
+export interface UpdateRequest {
+  status: JobStatus;
+  statusDetails?: Record<string, string>;
+  expectedVersion?: number;
+  executionNumber?: number;
+  includeJobExecutionState?: boolean;
+  includeJobDocument?: boolean;
+  stepTimeoutInMinutes?: number;
+  clientToken?: string;
+}
+
+type Fields = Record<string, 'string' | 'boolean' | 'integer' | 'details' | 'status'>;
+
+const FIELDS = {
+  get: { clientToken: 'string' },
+  startNext: { statusDetails: 'details', stepTimeoutInMinutes: 'integer', clientToken: 'string' },
+  describe: { executionNumber: 'integer', includeJobDocument: 'boolean', clientToken: 'string' },
+  update: {
+    status: 'status',
+    statusDetails: 'details',
+    expectedVersion: 'integer',
+    executionNumber: 'integer',
+    includeJobExecutionState: 'boolean',
+    includeJobDocument: 'boolean',
+    stepTimeoutInMinutes: 'integer',
+    clientToken: 'string',
+  },
+} as const satisfies Record<string, Fields>;
+
+/** Keys AWS device SDKs may put in a body although the topic carries them; ignored. */
+const TOPIC_KEYS = new Set(['thingName', 'jobId']);
+
+/** Validates `statusDetails` (reference §2.4); throws InvalidRequest. */
+export function validateStatusDetails(v: unknown): Record<string, string> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new JobsError('InvalidRequest', 'statusDetails must be an object of string values');
+  const entries = Object.entries(v as Record<string, unknown>);
+  if (entries.length > JOB_LIMITS.statusDetailsPairs) {
+    throw new JobsError('InvalidRequest', `statusDetails has ${entries.length} pairs; at most ${JOB_LIMITS.statusDetailsPairs} are allowed`);
+  }
+  const out: Record<string, string> = {};
+  for (const [k, val] of entries) {
+    if (k.length < 1 || k.length > JOB_LIMITS.statusDetailsKeyMax || !DETAILS_KEY_RE.test(k)) {
+      throw new JobsError('InvalidRequest', `statusDetails key ${JSON.stringify(k.slice(0, 140))} must be 1–128 characters of [a-zA-Z0-9:_-]`);
+    }
+    if (typeof val !== 'string') throw new JobsError('InvalidRequest', `statusDetails.${k} must be a string`);
+    if (val.length < 1 || val.length > JOB_LIMITS.statusDetailsValueMax || CONTROL_RE.test(val)) {
+      throw new JobsError('InvalidRequest', `statusDetails.${k} must be 1–${JOB_LIMITS.statusDetailsValueMax} characters without control characters`);
+    }
+    out[k] = val;
+  }
+  return out;
+}
+
+function parseFields<T>(body: unknown, fields: Fields): T {
+  if (body === undefined || body === null) body = {};
+  if (typeof body !== 'object' || Array.isArray(body)) throw new JobsError('InvalidRequest', 'the request must be a JSON object');
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
+    const kind = fields[key];
+    if (kind === undefined) {
+      if (TOPIC_KEYS.has(key)) continue;
+      throw new JobsError('InvalidRequest', `unknown field ${JSON.stringify(key.slice(0, 64))}; allowed: ${Object.keys(fields).join(', ')}`);
+    }
+    if (value === undefined) continue;
+    switch (kind) {
+      case 'string':
+        if (typeof value !== 'string') throw new JobsError('InvalidRequest', `${key} must be a string`);
+        if (key === 'clientToken' && Buffer.byteLength(value) > JOB_LIMITS.clientTokenBytes) {
+          throw new JobsError('InvalidRequest', `clientToken must be at most ${JOB_LIMITS.clientTokenBytes} bytes`);
+        }
+        break;
+      case 'boolean':
+        if (typeof value !== 'boolean') throw new JobsError('InvalidRequest', `${key} must be a boolean`);
+        break;
+      case 'integer':
+        if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new JobsError('InvalidRequest', `${key} must be an integer`);
+        break;
+      case 'details':
+        out[key] = validateStatusDetails(value);
+        continue;
+      case 'status':
+        if (!isJobStatus(value)) throw new JobsError('InvalidRequest', `status must be one of IN_PROGRESS, SUCCEEDED, FAILED, REJECTED`);
+        break;
+    }
+    out[key] = value;
+  }
+  return out as T;
+}
+
+function checkStepMinutes(m: number | undefined, allowDiscard: boolean): void {
+  if (m === undefined) return;
+  if (allowDiscard && m === -1) return;
+  if (m < 1 || m > JOB_LIMITS.stepMinutesMax) {
+    throw new JobsError('InvalidRequest', `stepTimeoutInMinutes must be 1–${JOB_LIMITS.stepMinutesMax}${allowDiscard ? ' or -1 (discard the step timer)' : ''}`);
+  }
+}
+
+export function parseGetPending(body: unknown): GetPendingRequest {
+  return parseFields<GetPendingRequest>(body, FIELDS.get);
+}
+export function parseStartNext(body: unknown): StartNextRequest {
+  const r = parseFields<StartNextRequest>(body, FIELDS.startNext);
+  checkStepMinutes(r.stepTimeoutInMinutes, false);
+  return r;
+}
+export function parseDescribe(body: unknown): DescribeRequest {
+  return parseFields<DescribeRequest>(body, FIELDS.describe);
+}
+export function parseUpdate(body: unknown): UpdateRequest {
+  const r = parseFields<UpdateRequest>(body, FIELDS.update);
+  if (r.status === undefined) throw new JobsError('InvalidRequest', 'status is required (IN_PROGRESS, SUCCEEDED, FAILED or REJECTED)');
+  checkStepMinutes(r.stepTimeoutInMinutes, true);
+  return r;
+}
+
+/** The clientToken of a body, if it has a usable one (for echoing on errors found before parsing). */
+export function clientTokenOf(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const t = (body as Record<string, unknown>).clientToken;
+  return typeof t === 'string' && Buffer.byteLength(t) <= JOB_LIMITS.clientTokenBytes ? t : undefined;
+}
+
+// ───────────────────────────── shapes ─────────────────────────────
+
+const epoch = (d: Date | string | null): number | undefined => (d === null ? undefined : Math.floor(new Date(d).getTime() / 1000));
+const iso = (d: Date | string | null): string | null => (d === null ? null : new Date(d).toISOString());
+
+/** AWS JobExecutionSummary (in `get` lists and `notify`). */
+export function executionSummary(r: JobRow): Record<string, unknown> {
+  return {
+    jobId: r.job_id,
+    queuedAt: epoch(r.queued_at),
+    ...(r.started_at ? { startedAt: epoch(r.started_at) } : {}),
+    lastUpdatedAt: epoch(r.last_updated_at),
+    versionNumber: r.version_number,
+    executionNumber: r.execution_number,
+  };
+}
+
+/** AWS JobExecution (plus `jobType`); `jobDocument` included unless `includeDocument` is false. */
+export function execution(r: JobRow, nowMs: number, includeDocument = true): Record<string, unknown> {
+  const timers = [r.timeout_at, r.step_timeout_at].filter((d): d is Date => d !== null).map((d) => new Date(d).getTime());
+  const left = r.status === 'IN_PROGRESS' && timers.length > 0 ? Math.max(0, Math.floor((Math.min(...timers) - nowMs) / 1000)) : undefined;
+  return {
+    jobId: r.job_id,
+    thingName: r.device_uuid,
+    // Not in AWS's JobExecution (an AWS device reads the operation from its document): Switchyard's extension, so
+    // that a device can dispatch on the type without a convention inside the document.
+    jobType: r.job_type,
+    status: r.status,
+    ...(r.status_details ? { statusDetails: r.status_details } : {}),
+    queuedAt: epoch(r.queued_at),
+    ...(r.started_at ? { startedAt: epoch(r.started_at) } : {}),
+    lastUpdatedAt: epoch(r.last_updated_at),
+    versionNumber: r.version_number,
+    executionNumber: r.execution_number,
+    ...(left !== undefined ? { approximateSecondsBeforeTimedOut: left } : {}),
+    ...(includeDocument ? { jobDocument: r.job_data } : {}),
+  };
+}
+
+export function executionState(r: JobRow): JobExecutionState {
+  return { status: r.status, ...(r.status_details ? { statusDetails: r.status_details } : {}), versionNumber: r.version_number };
+}
+
+/** The admin view of a job (`GET /jobs/:jobId`). */
+export interface Job {
+  jobId: string;
+  deviceUuid: string;
+  jobType: string;
+  jobData: unknown;
+  status: JobStatus;
+  statusDetails: Record<string, string> | null;
+  versionNumber: number;
+  executionNumber: number;
+  inProgressTimeoutSeconds: number | null;
+  stepTimeoutSeconds: number | null;
+  migrationId: number | null;
+  createdBy: string;
+  queuedAt: string;
+  startedAt: string | null;
+  lastUpdatedAt: string;
+  stepTimeoutAt: string | null;
+  timeoutAt: string | null;
+  finishedAt: string | null;
+}
+
+export function toJob(r: JobRow): Job {
+  return {
+    jobId: r.job_id,
+    deviceUuid: r.device_uuid,
+    jobType: r.job_type,
+    jobData: r.job_data,
+    status: r.status,
+    statusDetails: r.status_details,
+    versionNumber: r.version_number,
+    executionNumber: r.execution_number,
+    inProgressTimeoutSeconds: r.in_progress_timeout_s,
+    stepTimeoutSeconds: r.step_timeout_s,
+    migrationId: r.migration_id === null ? null : Number(r.migration_id),
+    createdBy: r.created_by,
+    queuedAt: iso(r.queued_at)!,
+    startedAt: iso(r.started_at),
+    lastUpdatedAt: iso(r.last_updated_at)!,
+    stepTimeoutAt: iso(r.step_timeout_at),
+    timeoutAt: iso(r.timeout_at),
+    finishedAt: iso(r.finished_at),
+  };
+}
+
+// ───────────────────────────── the service ─────────────────────────────
+
+export interface JobsServiceOptions {
+  db: Db;
+  log: Logger;
+  clock: Clock;
+  /** Namespaces notifications are published in. Default ['iot']. */
+  namespaces?: Namespace[];
+  /** Observer of every committed change (logs, events). */
+  onJobChange?(job: Job): void;
+}
+
+export interface NewJobInput {
+  jobType: string;
+  jobData: unknown;
+  /** 1–604800 s; the in-progress timer. */
+  inProgressTimeoutSeconds?: number;
+  /** 1–604800 s; the step timer started when the execution enters IN_PROGRESS. */
+  stepTimeoutSeconds?: number;
+}
+
+/** What `createChangeBrokerJob` receives from the assignment transaction. */
+export interface ChangeBrokerJobContext {
+  deviceUuid: string;
+  migrationId: number;
+  assignment: { brokerId: number; broker: string; protocol: string; host: string; port: number };
+  /** The `device-state` shadow version of the assignment. */
+  version: number;
+}
+
+/** The result of a device operation: the answer body (without `timestamp`/`clientToken`). */
+export type DeviceAnswer = Record<string, unknown>;
+
+export function createJobsService(opts: JobsServiceOptions) {
+  const { db, clock } = opts;
+  const log = opts.log.child({ component: 'jobs' });
+  const namespaces = opts.namespaces ?? ['iot'];
+  const nowSeconds = (): number => Math.floor(clock.now() / 1000);
+
+  /** Notification rows for a change of the device's pending list from `before` to `after`. */
+  function notificationRows(device: DeviceForJobs, before: JobRow[], after: JobRow[], migrationId?: number): NewOutboxRow[] {
+    const via = new Set<number>();
+    for (const id of [device.connected_broker_id, device.mqtt_broker_id]) if (typeof id === 'number') via.add(id);
+    const rows: NewOutboxRow[] = [];
+    const ts = nowSeconds();
+    const push = (topicOf: (ns: Namespace) => string, body: string, withMigration: boolean): void => {
+      for (const brokerId of via) {
+        for (const ns of namespaces) {
+          rows.push({
+            kind: 'mqtt.publish',
+            deviceUuid: device.uuid,
+            ...(withMigration && migrationId !== undefined ? { migrationId } : {}),
+            payload: { brokerId, topic: topicOf(ns), body, qos: 1 },
+          });
+        }
+      }
+    };
+    const idsBefore = new Set(before.map((r) => r.job_id));
+    const idsAfter = new Set(after.map((r) => r.job_id));
+    const membership = idsBefore.size !== idsAfter.size || [...idsAfter].some((id) => !idsBefore.has(id));
+    if (membership) {
+      const listed = after.slice(0, JOB_LIMITS.notifyMax);
+      const inProgress = listed.filter((r) => r.status === 'IN_PROGRESS').map(executionSummary);
+      const queued = listed.filter((r) => r.status === 'QUEUED').map(executionSummary);
+      const jobs = { ...(inProgress.length > 0 ? { IN_PROGRESS: inProgress } : {}), ...(queued.length > 0 ? { QUEUED: queued } : {}) };
+      push((ns) => jobsTopic(device.uuid, 'notify', { ns }), JSON.stringify({ timestamp: ts, jobs }), false);
+    }
+    const head = after[0];
+    if (before[0]?.job_id !== head?.job_id) {
+      const body = head ? { timestamp: ts, execution: execution(head, clock.now()) } : { timestamp: ts };
+      // Only the notification of a new change-broker job carries its migration: its delivery marks the move
+      // `notified` (and a row for a move already over is dropped by the dispatcher).
+      const forMigration = head !== undefined && migrationId !== undefined && Number(head.migration_id) === migrationId;
+      push((ns) => jobsTopic(device.uuid, 'notify-next', { ns }), JSON.stringify(body), forMigration);
+    }
+    return rows;
+  }
+
+  /**
+   * Runs `fn` on a device whose row is locked, then writes the notifications its change of the pending list
+   * needs. `changed` collects the rows to report after commit.
+   */
+  async function withNotifications<T>(tx: Queryable, device: DeviceForJobs, fn: () => Promise<T>, migrationId?: number): Promise<T> {
+    const before = await pendingJobs(tx, device.uuid);
+    const result = await fn();
+    const after = await pendingJobs(tx, device.uuid);
+    const rows = notificationRows(device, before, after, migrationId);
+    if (rows.length > 0) await enqueue(tx, rows);
+    return result;
+  }
+
+  const report = (rows: JobRow[]): void => {
+    for (const r of rows) opts.onJobChange?.(toJob(r));
+  };
+
+  /** TIMED_OUT for an overdue execution the caller locked. */
+  async function timeOut(tx: Queryable, job: JobRow): Promise<JobRow> {
+    return updateJob(tx, job.job_id, { status: 'TIMED_OUT' });
+  }
+
+  /**
+   * One device request in one transaction. `fn` returns the answer or a {@link JobsError} (returned, not
+   * thrown, so that what it changed on the way — an overdue execution timed out — still commits).
+   */
+  async function deviceTx(deviceUuid: string, fn: (tx: Queryable, device: DeviceForJobs, changed: JobRow[]) => Promise<DeviceAnswer | JobsError>): Promise<DeviceAnswer> {
+    const changed: JobRow[] = [];
+    const out = await db.transaction(async (tx) => {
+      const device = await lockDeviceForJobs(tx, deviceUuid);
+      if (!device) return new JobsError('ResourceNotFound', `no device ${deviceUuid}`);
+      return withNotifications(tx, device, () => fn(tx, device, changed));
+    });
+    report(changed);
+    if (out instanceof JobsError) throw out;
+    return out;
+  }
+
+  /** The execution `jobId` of the device, locked, timed out first if overdue. */
+  async function loadForDevice(tx: Queryable, deviceUuid: string, jobId: string, changed: JobRow[], executionNumber?: number): Promise<JobRow | JobsError> {
+    let job = JOB_ID_RE.test(jobId) ? await getJob(tx, jobId, { lock: true }) : null;
+    if (!job || job.device_uuid !== deviceUuid || (executionNumber !== undefined && executionNumber !== job.execution_number)) {
+      return new JobsError('ResourceNotFound', `no job execution ${jobId}${executionNumber !== undefined ? ` #${executionNumber}` : ''} for device ${deviceUuid}`);
+    }
+    if (await isOverdue(tx, job.job_id)) {
+      job = await timeOut(tx, job);
+      changed.push(job);
+      log.info({ deviceUuid, jobId }, 'job execution timed out (found overdue on a device request)');
+    }
+    return job;
+  }
+
+  /** Expires the device's overdue executions (so `$next` and lists never show one). */
+  async function expireOverdue(tx: Queryable, deviceUuid: string, changed: JobRow[]): Promise<void> {
+    for (const j of await overdueJobsOf(tx, deviceUuid)) changed.push(await timeOut(tx, j));
+  }
+
+  /** Applies a device's move of `job` to `req.status`; shared by update and start-next. */
+  async function applyDeviceUpdate(tx: Queryable, job: JobRow, status: JobStatus, o: { statusDetails?: Record<string, string>; stepTimeoutInMinutes?: number }): Promise<JobRow | JobsError> {
+    const t = nextJobState(job.status, status, 'device');
+    if (!t.ok) {
+      const why = isTerminal(job.status) ? `it is in the terminal state ${job.status}` : `a device may not move it from ${job.status} to ${status}`;
+      return new JobsError('InvalidStateTransition', `job execution ${job.job_id} cannot become ${status}: ${why}`, executionState(job));
+    }
+    const starting = job.status === 'QUEUED' && status === 'IN_PROGRESS';
+    const change: JobChange = { status, start: starting };
+    if (o.statusDetails !== undefined) change.statusDetails = o.statusDetails;
+    if (o.stepTimeoutInMinutes === -1) change.stepTimeoutSeconds = null;
+    else if (o.stepTimeoutInMinutes !== undefined) change.stepTimeoutSeconds = o.stepTimeoutInMinutes * 60;
+    else if (starting && job.step_timeout_s !== null) change.stepTimeoutSeconds = job.step_timeout_s;
+    return updateJob(tx, job.job_id, change);
+  }
+
+  // ── device side ──
+
+  /** GetPendingJobExecutions. */
+  function getPending(deviceUuid: string): Promise<DeviceAnswer> {
+    return deviceTx(deviceUuid, async (tx, _device, changed) => {
+      await expireOverdue(tx, deviceUuid, changed);
+      const pending = await pendingJobs(tx, deviceUuid);
+      return {
+        inProgressJobs: pending.filter((r) => r.status === 'IN_PROGRESS').map(executionSummary),
+        queuedJobs: pending.filter((r) => r.status === 'QUEUED').map(executionSummary),
+      };
+    });
+  }
+
+  /** StartNextPendingJobExecution: IN_PROGRESS first, else the oldest QUEUED (which starts). */
+  function startNext(deviceUuid: string, req: StartNextRequest): Promise<DeviceAnswer> {
+    return deviceTx(deviceUuid, async (tx, _device, changed) => {
+      await expireOverdue(tx, deviceUuid, changed);
+      const head = (await pendingJobs(tx, deviceUuid, 1))[0];
+      if (!head) return {};
+      const job = (await getJob(tx, head.job_id, { lock: true }))!;
+      if (job.status === 'IN_PROGRESS') return { execution: execution(job, clock.now()) };
+      const updated = await applyDeviceUpdate(tx, job, 'IN_PROGRESS', req);
+      if (updated instanceof JobsError) return updated;
+      changed.push(updated);
+      return { execution: execution(updated, clock.now()) };
+    });
+  }
+
+  /** DescribeJobExecution (`jobId` may be `$next`). */
+  function describe(deviceUuid: string, jobId: string, req: DescribeRequest): Promise<DeviceAnswer> {
+    return deviceTx(deviceUuid, async (tx, _device, changed) => {
+      const include = req.includeJobDocument ?? true;
+      if (jobId === NEXT_JOB_ID) {
+        await expireOverdue(tx, deviceUuid, changed);
+        const head = (await pendingJobs(tx, deviceUuid, 1))[0];
+        return head ? { execution: execution(head, clock.now(), include) } : {};
+      }
+      const job = await loadForDevice(tx, deviceUuid, jobId, changed, req.executionNumber);
+      if (job instanceof JobsError) return job;
+      if (isTerminal(job.status)) {
+        return new JobsError('TerminalStateReached', `job execution ${jobId} is in the terminal state ${job.status}`, executionState(job));
+      }
+      return { execution: execution(job, clock.now(), include) };
+    });
+  }
+
+  /** UpdateJobExecution. */
+  function update(deviceUuid: string, jobId: string, req: UpdateRequest): Promise<DeviceAnswer> {
+    return deviceTx(deviceUuid, async (tx, _device, changed) => {
+      const job = await loadForDevice(tx, deviceUuid, jobId, changed, req.executionNumber);
+      if (job instanceof JobsError) return job;
+      if (req.expectedVersion !== undefined && req.expectedVersion !== job.version_number) {
+        return new JobsError('VersionMismatch', `expectedVersion ${req.expectedVersion} is not the execution's version ${job.version_number}`, executionState(job));
+      }
+      const updated = await applyDeviceUpdate(tx, job, req.status, req);
+      if (updated instanceof JobsError) return updated;
+      changed.push(updated);
+      return {
+        ...(req.includeJobExecutionState ? { executionState: executionState(updated) } : {}),
+        ...(req.includeJobDocument ? { jobDocument: updated.job_data } : {}),
+      };
+    });
+  }
+
+  // ── admin side ──
+
+  /** Inserts a QUEUED job (with its notifications) inside the caller's transaction; the device row is locked here. */
+  async function createInTx(tx: Queryable, deviceUuid: string, input: NewJobInput & { migrationId?: number; actor: string }): Promise<JobRow> {
+    const device = await lockDeviceForJobs(tx, deviceUuid);
+    if (!device) throw new AppError('DEVICE_NOT_FOUND', `no device with uuid ${deviceUuid}`);
+    const size = Buffer.byteLength(JSON.stringify(input.jobData ?? null));
+    if (size > JOB_LIMITS.documentBytes) {
+      throw new AppError('PAYLOAD_TOO_LARGE', `the job document is ${size} bytes; at most ${JOB_LIMITS.documentBytes} are allowed`);
+    }
+    return withNotifications(
+      tx,
+      device,
+      () =>
+        insertJob(tx, {
+          jobId: `job-${randomUUID()}`,
+          deviceUuid,
+          jobType: input.jobType,
+          jobData: input.jobData,
+          inProgressTimeoutSeconds: input.inProgressTimeoutSeconds ?? null,
+          stepTimeoutSeconds: input.stepTimeoutSeconds ?? null,
+          migrationId: input.migrationId ?? null,
+          createdBy: input.actor,
+        }),
+      input.migrationId,
+    );
+  }
+
+  async function create(deviceUuid: string, input: NewJobInput, actor: string): Promise<Job> {
+    const row = await db.transaction(async (tx) => {
+      const r = await createInTx(tx, deviceUuid, { ...input, actor });
+      await insertAudit(tx, { actor, action: 'job.create', targetType: 'device', targetId: deviceUuid, details: { jobId: r.job_id, jobType: r.job_type } });
+      return r;
+    });
+    report([row]);
+    log.info({ deviceUuid, jobId: row.job_id, jobType: row.job_type }, 'job queued');
+    return toJob(row);
+  }
+
+  /**
+   * The `job` channel of a broker assignment (AssignmentServiceOptions.createChangeBrokerJob): inside the
+   * assignment transaction, cancels the device's still-QUEUED `change-broker` jobs (an older assignment) and
+   * queues one whose document is the assignment plus its shadow `version`, linked to the migration.
+   */
+  async function createChangeBrokerJob(tx: Queryable, ctx: ChangeBrokerJobContext): Promise<void> {
+    const device = await lockDeviceForJobs(tx, ctx.deviceUuid);
+    if (!device) throw new AppError('DEVICE_NOT_FOUND', `no device with uuid ${ctx.deviceUuid}`);
+    const stale = await withNotifications(tx, device, async () => {
+      const out: JobRow[] = [];
+      for (const old of await queuedJobsOfType(tx, ctx.deviceUuid, CHANGE_BROKER_JOB)) {
+        out.push(await updateJob(tx, old.job_id, { status: 'CANCELED', statusDetails: { reason: `superseded by migration ${ctx.migrationId}` } }));
+      }
+      return out;
+    });
+    const { brokerId, broker, protocol, host, port } = ctx.assignment;
+    const row = await createInTx(tx, ctx.deviceUuid, {
+      jobType: CHANGE_BROKER_JOB,
+      jobData: { brokerId, broker, protocol, host, port, version: ctx.version },
+      migrationId: ctx.migrationId,
+      actor: `migration:${ctx.migrationId}`,
+    });
+    log.info({ deviceUuid: ctx.deviceUuid, jobId: row.job_id, migrationId: ctx.migrationId, canceled: stale.map((r) => r.job_id) }, 'change-broker job queued');
+  }
+
+  async function cancel(jobId: string, o: { force?: boolean; actor: string }): Promise<Job> {
+    const row = await db.transaction(async (tx) => {
+      const found = JOB_ID_RE.test(jobId) ? await getJob(tx, jobId) : null;
+      if (!found) throw new AppError('JOB_NOT_FOUND', `no job with id ${jobId}`);
+      const device = await lockDeviceForJobs(tx, found.device_uuid);
+      if (!device) throw new AppError('JOB_NOT_FOUND', `no job with id ${jobId}`);
+      return withNotifications(tx, device, async () => {
+        let job = (await getJob(tx, jobId, { lock: true }))!;
+        if (await isOverdue(tx, jobId)) job = await timeOut(tx, job);
+        const t = nextJobState(job.status, 'CANCELED', 'service', { force: o.force === true });
+        if (!t.ok) {
+          const hint = job.status === 'IN_PROGRESS' ? 'it is IN_PROGRESS: cancel with {"force": true}' : `it is in the terminal state ${job.status}`;
+          throw new AppError('JOB_INVALID_STATE_TRANSITION', `job ${jobId} cannot be canceled: ${hint}`, { executionState: executionState(job) });
+        }
+        const r = await updateJob(tx, jobId, { status: 'CANCELED' });
+        await insertAudit(tx, { actor: o.actor, action: 'job.cancel', targetType: 'device', targetId: r.device_uuid, details: { jobId, from: job.status, force: o.force === true } });
+        return r;
+      });
+    });
+    report([row]);
+    log.info({ deviceUuid: row.device_uuid, jobId }, 'job canceled');
+    return toJob(row);
+  }
+
+  /**
+   * Times out every overdue IN_PROGRESS execution, one device per transaction. A device is claimed with
+   * `FOR UPDATE SKIP LOCKED` on its row (the lock every job change takes first): a device busy in another
+   * transaction, or swept by another instance, is left for the next sweep. Returns how many timed out.
+   */
+  async function sweepTimeouts(limit = 500): Promise<number> {
+    let count = 0;
+    for (const uuid of await devicesWithOverdueJobs(db, limit)) {
+      const rows = await db.transaction(async (tx) => {
+        const device = await lockDeviceForJobs(tx, uuid, { skipLocked: true });
+        if (!device) return [];
+        return withNotifications(tx, device, async () => {
+          const out: JobRow[] = [];
+          for (const j of await overdueJobsOf(tx, uuid)) out.push(await timeOut(tx, j));
+          return out;
+        });
+      });
+      for (const r of rows) log.info({ deviceUuid: uuid, jobId: r.job_id }, 'job execution timed out');
+      report(rows);
+      count += rows.length;
+    }
+    return count;
+  }
+
+  return {
+    getPending,
+    startNext,
+    describe,
+    update,
+    create,
+    createInTx,
+    createChangeBrokerJob,
+    cancel,
+    sweepTimeouts,
+    async get(jobId: string): Promise<Job> {
+      const row = JOB_ID_RE.test(jobId) ? await getJob(db, jobId) : null;
+      if (!row) throw new AppError('JOB_NOT_FOUND', `no job with id ${jobId}`);
+      return toJob(row);
+    },
+    async list(f: JobFilter): Promise<{ items: Job[]; total: number; limit: number; offset: number }> {
+      const { rows, total } = await listJobs(db, f);
+      return { items: rows.map(toJob), total, limit: f.limit, offset: f.offset };
+    },
+    async deviceExists(uuid: string): Promise<boolean> {
+      return deviceExists(db, uuid);
+    },
+    nowSeconds,
+  };
+}
+
+export type JobsService = ReturnType<typeof createJobsService>;

@@ -1,0 +1,3 @@
+import { channelsContract } from './channels-contract.ts';
+
+channelsContract('embedded', false);

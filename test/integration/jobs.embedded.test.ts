@@ -1,0 +1,3 @@
+import { jobsContract } from './jobs-contract.ts';
+
+jobsContract('embedded', false);
