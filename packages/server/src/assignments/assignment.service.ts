@@ -370,7 +370,20 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
    * A device's `…/command/broker-change/ack`: validated, appended to the migration that sent the command.
    * Malformed acks and acks for unknown commands are dropped with a debug log; never throws.
    */
-  async function recordCommandAck(brokerId: number, deviceUuid: string, payload: Buffer | string): Promise<void> {
+  const ackChains = new Map<string, Promise<void>>();
+  function recordCommandAck(brokerId: number, deviceUuid: string, payload: Buffer | string): Promise<void> {
+    // One device's acks are written one after another, in arrival order (`received` before `completed`): the
+    // pool would otherwise run them side by side and commit them in any order.
+    const prev = ackChains.get(deviceUuid) ?? Promise.resolve();
+    const next = prev.then(() => writeCommandAck(brokerId, deviceUuid, payload));
+    ackChains.set(deviceUuid, next);
+    void next.finally(() => {
+      if (ackChains.get(deviceUuid) === next) ackChains.delete(deviceUuid);
+    });
+    return next;
+  }
+
+  async function writeCommandAck(brokerId: number, deviceUuid: string, payload: Buffer | string): Promise<void> {
     const ack = parseCommandAck(payload);
     if (!ack) {
       log.debug({ deviceUuid, brokerId }, 'ignored a malformed command ack');

@@ -7,7 +7,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { actorOf, principalOf } from '../auth/auth.plugin.ts';
 import { errorResponses, idSchema } from '../http/schemas.ts';
 import { deviceUuidSchema } from '../devices/devices.routes.ts';
-import { ASSIGNMENT_CHANNELS, MIGRATION_STATUSES, type AssignmentChannel, type MigrationStatus } from './assignments.store.ts';
+import { MIGRATION_STATUSES, type AssignmentChannel, type MigrationStatus } from './assignments.store.ts';
 import type { AssignmentService } from './assignment.service.ts';
 import type { DeviceConfig, DeviceConfigService } from './device-config.ts';
 import type { ConfigWatch } from './config-watch.ts';
