@@ -28,6 +28,7 @@ describe('loadConfig', () => {
       secret: undefined,
       logLevel: 'info',
       shadowBatchMax: 500,
+      shadowQueueMax: 2000,
       migrationTimeoutSeconds: 120,
       migrationSweepMs: 5000,
       defaultChannel: 'shadow',

@@ -40,6 +40,8 @@ export interface Config {
   logLevel: LogLevel;
   /** Most shadow updates written in one database batch (`SWITCHYARD_SHADOW_BATCH_MAX`, 1–100000). Default 500. */
   shadowBatchMax: number;
+  /** Shadow requests waiting per batch lane before new ones get 429 (`SWITCHYARD_SHADOW_QUEUE_MAX`, 1–1000000). Default 2000. */
+  shadowQueueMax: number;
   /** Seconds an assignment may take before its migration becomes `timed_out` (`SWITCHYARD_MIGRATION_TIMEOUT_S`, 1–86400). Default 120. */
   migrationTimeoutSeconds: number;
   /** How often overdue migrations are looked for, in ms (`SWITCHYARD_MIGRATION_SWEEP_MS`, 100–600000). Default 5000. */
@@ -98,6 +100,7 @@ export function loadConfig(env: Env = process.env): Config {
     secret: parseSecret('SWITCHYARD_SECRET', read('SWITCHYARD_SECRET'), { noWhitespace: false }),
     logLevel: parseLogLevel(read('LOG_LEVEL')),
     shadowBatchMax: parseInteger('SWITCHYARD_SHADOW_BATCH_MAX', read('SWITCHYARD_SHADOW_BATCH_MAX'), { min: 1, max: 100_000, fallback: 500 }),
+    shadowQueueMax: parseInteger('SWITCHYARD_SHADOW_QUEUE_MAX', read('SWITCHYARD_SHADOW_QUEUE_MAX'), { min: 1, max: 1_000_000, fallback: 2000 }),
     migrationTimeoutSeconds: parseInteger('SWITCHYARD_MIGRATION_TIMEOUT_S', read('SWITCHYARD_MIGRATION_TIMEOUT_S'), { min: 1, max: 86_400, fallback: 120 }),
     migrationSweepMs: parseInteger('SWITCHYARD_MIGRATION_SWEEP_MS', read('SWITCHYARD_MIGRATION_SWEEP_MS'), { min: 100, max: 600_000, fallback: 5000 }),
     defaultChannel: parseChannel(read('SWITCHYARD_DEFAULT_CHANNEL')),

@@ -164,6 +164,7 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       log,
       namespaces,
       maxBatch: config.shadowBatchMax,
+      maxQueued: config.shadowQueueMax,
       afterApply: (q, applied) => assignments.onShadowUpdates(q, applied),
       publisher: {
         publish(brokerId, topic, payload, qos) {
@@ -252,7 +253,8 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
     });
 
     // Long-polls of the config endpoint, woken by the assignment's NOTIFY (one LISTEN for this instance).
-    const configWatch = createConfigWatch({ db, clock, log });
+    const deviceConfig = createDeviceConfigService(db);
+    const configWatch = createConfigWatch({ db, clock, log, onChange: (uuid) => deviceConfig.forget(uuid) });
     await configWatch.start();
 
     const app = await buildServer({
@@ -268,7 +270,7 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
         { plugin: jobRoutes, opts: { jobs } },
         {
           plugin: assignmentRoutes,
-          opts: { assignments, deviceConfig: createDeviceConfigService(db), channels: ASSIGNMENT_CHANNELS, defaultChannel: config.defaultChannel, configWatch },
+          opts: { assignments, deviceConfig, channels: ASSIGNMENT_CHANNELS, defaultChannel: config.defaultChannel, configWatch },
         },
       ],
     });

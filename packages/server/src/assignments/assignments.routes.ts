@@ -3,7 +3,7 @@
  * `PUT /devices/:uuid/broker`, `GET /devices/:uuid/migrations`, `GET /migrations`, `GET /migrations/:id`,
  * and the device's own `GET /devices/:uuid/config` (ETag / If-None-Match, `?wait=N` long-poll).
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { actorOf, principalOf } from '../auth/auth.plugin.ts';
 import { errorResponses, idSchema } from '../http/schemas.ts';
 import { deviceUuidSchema } from '../devices/devices.routes.ts';
@@ -27,6 +27,20 @@ export interface AssignmentRoutesOptions {
 export const MAX_CONFIG_WAIT_S = 60;
 
 const etagOf = (config: DeviceConfig): string => `"${config.version}.${config.mqtt?.brokerId ?? 0}"`;
+
+/** True when `If-None-Match` (`inm`) lists `etag` (strong or weak). */
+function etagMatches(inm: string | string[] | undefined, etag: string): boolean {
+  if (typeof inm !== 'string') return false;
+  if (inm === etag) return true;
+  return inm.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`);
+}
+
+/** 304 without a body when `If-None-Match` matches, else the config; both with the ETag. */
+function answerConfig(reply: FastifyReply, inm: string | string[] | undefined, config: DeviceConfig): FastifyReply | DeviceConfig {
+  const etag = etagOf(config);
+  reply.header('etag', etag).header('cache-control', 'no-cache');
+  return etagMatches(inm, etag) ? reply.code(304).send() : config;
+}
 
 const tags = ['assignments'];
 const uuidParams = { type: 'object', required: ['uuid'], properties: { uuid: deviceUuidSchema }, additionalProperties: false } as const;
@@ -62,7 +76,11 @@ export const assignmentRoutes: FastifyPluginAsync<AssignmentRoutesOptions> = asy
     },
     async (req) => {
       const principal = principalOf(req);
-      return assignments.assign(req.params.uuid, req.body.brokerId, { channel: req.body.channel ?? fallbackChannel, actor: actorOf(principal) });
+      try {
+        return await assignments.assign(req.params.uuid, req.body.brokerId, { channel: req.body.channel ?? fallbackChannel, actor: actorOf(principal) });
+      } finally {
+        deviceConfig.forget(req.params.uuid); // committed (or not): this instance's next read sees it, NOTIFY or not
+      }
     },
   );
 
@@ -150,14 +168,9 @@ export const assignmentRoutes: FastifyPluginAsync<AssignmentRoutesOptions> = asy
     async (req, reply) => {
       const uuid = req.params.uuid;
       const inm = req.headers['if-none-match'];
-      const matches = (etag: string): boolean => typeof inm === 'string' && inm.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`);
-      const answer = (config: DeviceConfig) => {
-        const etag = etagOf(config);
-        reply.header('etag', etag).header('cache-control', 'no-cache');
-        return matches(etag) ? reply.code(304).send() : config;
-      };
+      // The hot path (every polling device): no closures created per request.
       const waitMs = (req.query.wait ?? 0) * 1000;
-      if (waitMs === 0 || !configWatch || typeof inm !== 'string') return answer(await deviceConfig.get(uuid));
+      if (waitMs === 0 || !configWatch || typeof inm !== 'string') return answerConfig(reply, inm, await deviceConfig.get(uuid));
 
       // The client going away ends the wait (ServerResponse 'close' before the answer was written).
       const gone = new AbortController();
@@ -172,20 +185,20 @@ export const assignmentRoutes: FastifyPluginAsync<AssignmentRoutesOptions> = asy
           const waiter = configWatch.wait(uuid, Math.max(0, deadline - Date.now()), gone.signal);
           let config: DeviceConfig;
           try {
-            config = await deviceConfig.get(uuid);
+            config = await deviceConfig.get(uuid, { fresh: true });
           } catch (err) {
             waiter.cancel();
             throw err;
           }
-          if (!matches(etagOf(config))) {
+          if (!etagMatches(inm, etagOf(config))) {
             waiter.cancel();
-            return answer(config);
+            return answerConfig(reply, inm, config);
           }
           const outcome = await waiter.done;
           if (outcome === 'aborted') return reply.code(304).send(); // nobody listens; keep it cheap
           // Woken by a change (re-check: it may not touch this ETag) or out of time / shutting down: one last read,
           // which also covers a NOTIFY lost while the LISTEN connection was down.
-          if (outcome !== 'changed' || Date.now() >= deadline) return answer(await deviceConfig.get(uuid));
+          if (outcome !== 'changed' || Date.now() >= deadline) return answerConfig(reply, inm, await deviceConfig.get(uuid, { fresh: true }));
         }
       } finally {
         reply.raw.off('close', onClose);

@@ -27,6 +27,8 @@ export interface ConfigWatchOptions {
   maxPerDevice?: number;
   /** Most concurrent waiters in this instance. Default 10000. */
   maxTotal?: number;
+  /** Called with the device of every notification (before its waiters wake): e.g. to drop a cached config. */
+  onChange?: (deviceUuid: string) => void;
 }
 
 export interface ConfigWaiter {
@@ -65,6 +67,7 @@ export function createConfigWatch(opts: ConfigWatchOptions): ConfigWatch {
   let stopped = false;
 
   const wakeDevice = (uuid: string): void => {
+    opts.onChange?.(uuid);
     const set = byDevice.get(uuid);
     if (!set) return;
     for (const e of [...set]) e.settle('changed');

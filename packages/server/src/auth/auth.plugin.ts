@@ -7,15 +7,22 @@
  *   for its own uuid. Anything else is 403 FORBIDDEN.
  * - No token, another scheme or an unknown token → 401 UNAUTHORIZED (with `WWW-Authenticate: Bearer`).
  *
+ * Device token lookups are cached in memory for at most {@link DEVICE_TOKEN_CACHE_MS} (2 s) from the moment the
+ * database answered (a hit never extends it): every polling device's request would otherwise start with a query.
+ * The bound: a token that was rotated or whose device was deleted keeps working for at most 2 s on an instance that
+ * looked it up just before — on the instance that deleted the device not at all (`forgetDevice`). Unknown tokens are
+ * never cached.
+ *
  * Register it inside the `/api/v1` context before the routes; routes outside (health, docs) stay public.
  * The hook runs at `onRequest`, before the body is read, so an unauthenticated caller learns nothing from
  * validation errors.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Queryable } from '../db/db.ts';
 import { findDeviceByTokenHash } from '../devices/devices.store.ts';
 import { AppError } from '../errors.ts';
-import { hashToken, hashesEqual } from './tokens.ts';
+import { hashesEqual } from './tokens.ts';
 
 /** Admin scopes (DESIGN §6). Only `admin` exists so far: the configured/generated admin token carries it. */
 export type AdminScope = 'admin' | 'operator' | 'viewer';
@@ -41,6 +48,53 @@ export interface AuthPluginOptions {
   db: Queryable;
   /** sha256 hex of the admin token. */
   adminTokenHash: string;
+  /** Cache of device token lookups; default a fresh {@link createTokenCache}. `false`: every request asks the database. */
+  tokenCache?: TokenCache | false;
+}
+
+/** Longest time a device token lookup is reused, ms (see the module comment). */
+export const DEVICE_TOKEN_CACHE_MS = 2000;
+
+/** Device token hash → device uuid, each entry valid {@link DEVICE_TOKEN_CACHE_MS} from its lookup. */
+export interface TokenCache {
+  /** The device of this token hash, if looked up less than the TTL ago. */
+  get(tokenHash: string): string | undefined;
+  set(tokenHash: string, deviceUuid: string): void;
+  /** Drops every entry of this device (deleted, or its token replaced, by this instance). */
+  forgetDevice(deviceUuid: string): void;
+  size(): number;
+}
+
+/**
+ * A bounded cache for device token lookups: entries expire `ttlMs` after they were stored (never refreshed by a hit);
+ * beyond `max` entries the oldest go first.
+ */
+export function createTokenCache(o: { ttlMs?: number; max?: number; now?: () => number } = {}): TokenCache {
+  const ttlMs = o.ttlMs ?? DEVICE_TOKEN_CACHE_MS;
+  const max = o.max ?? 100_000;
+  const now = o.now ?? (() => performance.now());
+  const entries = new Map<string, { uuid: string; expires: number }>();
+  return {
+    get(tokenHash) {
+      const e = entries.get(tokenHash);
+      if (e === undefined) return undefined;
+      if (now() >= e.expires) {
+        entries.delete(tokenHash);
+        return undefined;
+      }
+      return e.uuid;
+    },
+    set(tokenHash, deviceUuid) {
+      if (ttlMs <= 0) return;
+      entries.delete(tokenHash); // re-inserted last: the oldest lookups are evicted first
+      entries.set(tokenHash, { uuid: deviceUuid, expires: now() + ttlMs });
+      while (entries.size > max) entries.delete(entries.keys().next().value!);
+    },
+    forgetDevice(deviceUuid) {
+      for (const [hash, e] of entries) if (e.uuid === deviceUuid) entries.delete(hash);
+    },
+    size: () => entries.size,
+  };
 }
 
 /** The principal of an authenticated request (throws 401 outside the auth hook's reach). */
@@ -63,6 +117,9 @@ function unauthorized(message: string): AppError {
 
 const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) => {
   if (!app.hasRequestDecorator('principal')) app.decorateRequest('principal', null);
+  const cache = opts.tokenCache === false ? null : (opts.tokenCache ?? createTokenCache());
+  // The admin token's sha256 as bytes, compared in constant time with each request's (null: a malformed hash matches nothing).
+  const adminDigest = hashesEqual(opts.adminTokenHash, opts.adminTokenHash) ? Buffer.from(opts.adminTokenHash, 'hex') : null;
 
   app.addHook('onRoute', (route) => {
     // A device-accessible route without :uuid could not be scoped to the calling device: refuse to start.
@@ -82,19 +139,26 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) 
       reply.header('www-authenticate', 'Bearer');
       throw unauthorized('The Authorization header must be "Bearer <token>"');
     }
-    const hash = hashToken(match[1]);
+    const digest = createHash('sha256').update(match[1], 'utf8').digest();
+    const hash = digest.toString('hex'); // = hashToken(token)
 
-    if (hashesEqual(hash, opts.adminTokenHash)) {
+    if (adminDigest !== null && timingSafeEqual(digest, adminDigest)) {
       request.principal = { kind: 'admin', scope: 'admin' };
       return;
     }
 
-    const device = await findDeviceByTokenHash(opts.db, hash);
-    if (device === null) {
-      reply.header('www-authenticate', 'Bearer error="invalid_token"');
-      throw unauthorized('The bearer token is not valid (unknown, rotated or revoked)');
+    let deviceUuid = cache?.get(hash);
+    if (deviceUuid === undefined) {
+      const device = await findDeviceByTokenHash(opts.db, hash);
+      if (device === null) {
+        reply.header('www-authenticate', 'Bearer error="invalid_token"');
+        throw unauthorized('The bearer token is not valid (unknown, rotated or revoked)');
+      }
+      deviceUuid = device.uuid;
+      cache?.set(hash, deviceUuid);
     }
-    request.principal = { kind: 'device', deviceUuid: device.uuid };
+    const device = { uuid: deviceUuid };
+    request.principal = { kind: 'device', deviceUuid };
 
     if (request.routeOptions.config.device !== true) {
       throw new AppError('FORBIDDEN', 'A device token may not call this route; it needs an admin token');

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLogger, silentLogger } from '../log.ts';
 import { ensureAdminToken } from './admin-token.ts';
+import { DEVICE_TOKEN_CACHE_MS, createTokenCache } from './auth.plugin.ts';
 import { generateToken, hashToken, hashesEqual, tokenMatchesHash } from './tokens.ts';
 
 describe('tokens', () => {
@@ -70,5 +71,36 @@ describe('ensureAdminToken', () => {
     assert.ok(lines.some((l) => l.includes('chmod 600')));
     await writeFile(path.join(sub, 'admin-token'), '\n');
     await assert.rejects(ensureAdminToken({ dataDir: sub, log }), /empty or malformed/);
+  });
+});
+
+describe('device token cache', () => {
+  it('forgets an entry the TTL after it was stored, a hit never extending it', () => {
+    let t = 0;
+    const cache = createTokenCache({ ttlMs: 2000, now: () => t });
+    cache.set('h1', 'dev-1');
+    t = 1999;
+    assert.equal(cache.get('h1'), 'dev-1');
+    t = 2000;
+    assert.equal(cache.get('h1'), undefined);
+    assert.equal(cache.size(), 0);
+  });
+
+  it('drops every entry of a device on forgetDevice, and the oldest beyond max', () => {
+    const cache = createTokenCache({ max: 2, now: () => 0 });
+    cache.set('a', 'dev-1');
+    cache.set('b', 'dev-2');
+    cache.set('c', 'dev-1');
+    assert.equal(cache.get('a'), undefined, 'evicted: the oldest');
+    cache.forgetDevice('dev-1');
+    assert.equal(cache.get('c'), undefined);
+    assert.equal(cache.get('b'), 'dev-2');
+    assert.equal(DEVICE_TOKEN_CACHE_MS, 2000);
+  });
+
+  it('stores nothing with a TTL of 0', () => {
+    const cache = createTokenCache({ ttlMs: 0 });
+    cache.set('a', 'dev-1');
+    assert.equal(cache.get('a'), undefined);
   });
 });

@@ -12,14 +12,22 @@ export interface QueryResult<T> {
   rowCount: number;
 }
 
+/** Options of {@link Queryable.query}. */
+export interface QueryOptions {
+  /** Prepared-statement name (PostgreSQL); the same name must always come with the same `sql`. */
+  name?: string;
+}
+
 export interface Queryable {
   /**
    * Runs one parameterised statement ($1, $2, …). Never interpolate values into `sql`.
    * Without params (both drivers' simple protocol) `sql` may hold several statements; the last one's result
    * is returned (migrations use this). `int8` comes back as a number (a string beyond 2^53), jsonb parsed.
    * A jsonb parameter: pass `JSON.stringify(value)` — `pg` would turn a JS array into a PostgreSQL array.
+   * `options.name` (hot paths only, one fixed `sql` per name): PostgreSQL keeps the statement prepared on each
+   * pooled connection, so it is parsed and planned once per connection instead of on every call; PGlite ignores it.
    */
-  query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>>;
+  query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<T>>;
 }
 
 export type DbKind = 'postgres' | 'pglite';

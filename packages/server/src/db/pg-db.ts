@@ -14,7 +14,7 @@
 import pg from 'pg';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
-import type { Db, Queryable, QueryResult } from './db.ts';
+import type { Db, Queryable, QueryOptions, QueryResult } from './db.ts';
 import { INT8_OID, assertChannel, parseInt8, transactionClosedError } from './db-common.ts';
 import { openPgLockSession } from './pg-lock-session.ts';
 
@@ -53,8 +53,13 @@ function toResult<T>(res: PgResultLike | PgResultLike[]): QueryResult<T> {
   return { rows: (last?.rows ?? []) as T[], rowCount: last?.rowCount ?? 0 };
 }
 
-async function runQuery<T>(target: pg.Pool | pg.PoolClient, sql: string, params?: readonly unknown[]): Promise<QueryResult<T>> {
-  const res = params && params.length > 0 ? await target.query(sql, params as unknown[]) : await target.query(sql);
+async function runQuery<T>(target: pg.Pool | pg.PoolClient, sql: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<T>> {
+  const res =
+    params && params.length > 0
+      ? options?.name
+        ? await target.query({ name: options.name, text: sql, values: params as unknown[] })
+        : await target.query(sql, params as unknown[])
+      : await target.query(sql);
   return toResult<T>(res as unknown as PgResultLike | PgResultLike[]);
 }
 
@@ -77,7 +82,7 @@ export async function createPgDb(url: string, opts: PgDbOptions = {}): Promise<D
 
   const db: Db = {
     kind: 'postgres',
-    query: <T = Record<string, unknown>>(sql: string, params?: readonly unknown[]) => runQuery<T>(pool, sql, params),
+    query: <T = Record<string, unknown>>(sql: string, params?: readonly unknown[], options?: QueryOptions) => runQuery<T>(pool, sql, params, options),
 
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const client = await pool.connect();
@@ -87,9 +92,9 @@ export async function createPgDb(url: string, opts: PgDbOptions = {}): Promise<D
       client.on('error', onError);
       let open = true;
       const tx: Queryable = {
-        query: <R = Record<string, unknown>>(sql: string, params?: readonly unknown[]) => {
+        query: <R = Record<string, unknown>>(sql: string, params?: readonly unknown[], options?: QueryOptions) => {
           if (!open) return Promise.reject(transactionClosedError());
-          return runQuery<R>(client, sql, params);
+          return runQuery<R>(client, sql, params, options);
         },
       };
       let releaseErr: Error | undefined;

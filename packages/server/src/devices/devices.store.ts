@@ -70,6 +70,6 @@ export async function deleteDevice(q: Queryable, uuid: string): Promise<boolean>
 
 /** The device whose token hashes to `tokenHash` (sha256 hex), for the auth plugin; null when none. */
 export async function findDeviceByTokenHash(q: Queryable, tokenHash: string): Promise<{ uuid: string } | null> {
-  const res = await q.query<{ uuid: string }>('SELECT uuid FROM devices WHERE token_hash = $1 LIMIT 1', [tokenHash]);
+  const res = await q.query<{ uuid: string }>('SELECT uuid FROM devices WHERE token_hash = $1 LIMIT 1', [tokenHash], { name: 'switchyard_device_by_token' });
   return res.rows[0] ?? null;
 }

@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
-import { authPlugin } from '../auth/auth.plugin.ts';
+import { authPlugin, createTokenCache } from '../auth/auth.plugin.ts';
 import { brokerRoutes } from '../brokers/brokers.routes.ts';
 import { createBrokerService } from '../brokers/brokers.service.ts';
 import type { Config } from '../config.ts';
@@ -103,11 +103,23 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 
   const onBrokersChange = deps.onBrokersChange ?? (deps.brokerPool ? () => deps.brokerPool?.refresh() : undefined);
   const brokers = createBrokerService({ db: deps.db, log: deps.log, secretBox: deps.secretBox, onChange: onBrokersChange });
-  const devices = createDeviceService({ db: deps.db, log: deps.log });
+  const tokenCache = createTokenCache();
+  const deviceService = createDeviceService({ db: deps.db, log: deps.log });
+  // A device deleted here stops authenticating here at once; other instances forget it within DEVICE_TOKEN_CACHE_MS.
+  const devices: typeof deviceService = {
+    ...deviceService,
+    async remove(uuid, actor) {
+      try {
+        await deviceService.remove(uuid, actor);
+      } finally {
+        tokenCache.forgetDevice(uuid);
+      }
+    },
+  };
 
   await app.register(
     async (api) => {
-      await api.register(authPlugin, { db: deps.db, adminTokenHash: deps.adminTokenHash });
+      await api.register(authPlugin, { db: deps.db, adminTokenHash: deps.adminTokenHash, tokenCache });
       await api.register(brokerRoutes, { service: brokers });
       await api.register(deviceRoutes, { service: devices });
       for (const { plugin, opts } of deps.plugins ?? []) await api.register(plugin, opts ?? {});

@@ -92,6 +92,10 @@ export interface ShadowServiceOptions {
   /** Largest batch per transaction. Default 500. */
   maxBatch?: number;
   /**
+   * Requests waiting per lane before new ones are answered 429 at once (`SWITCHYARD_SHADOW_QUEUE_MAX`).
+   * Default 2,000: under overload a quick 429 beats seconds of queueing for everyone. */
+  maxQueued?: number;
+  /**
    * Runs inside each batch's transaction after its updates were applied and saved, before commit
    * (e.g. the assignment service moving a migration on a device's report). Throwing fails the batch.
    */
@@ -124,6 +128,7 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
   const batcher = new Batcher<ShadowRequest, ShadowOutcome>({
     lanes: opts.lanes ?? (db.kind === 'postgres' ? 2 : 1),
     maxBatch: opts.maxBatch ?? 500,
+    maxQueued: opts.maxQueued ?? 2000,
     keyOf: (req) => req.deviceUuid,
     process: processBatch,
   });
