@@ -17,6 +17,9 @@ import { createPgDb } from '../../packages/server/src/db/pg-db.ts';
 import { silentLogger } from '../../packages/server/src/log.ts';
 import { systemClock } from '../../packages/server/src/clock.ts';
 import { createAssignmentService } from '../../packages/server/src/assignments/assignment.service.ts';
+import { startAedesBroker, type AedesBrokerHandle } from '../../packages/server/src/embedded/aedes-broker.ts';
+import { createEmbeddedAuth } from '../../packages/server/src/embedded/embedded-auth.ts';
+import { loadOrCreateSecretKey } from '../../packages/server/src/crypto/secret-box.ts';
 
 export interface E2EBroker {
   id: number;
@@ -65,21 +68,30 @@ export async function startE2E(kind: 'postgres' | 'embedded', o: { serverEnv?: R
   try {
     if (kind === 'embedded') {
       const env: TestEnv = await startTestSwitchyard('embedded', { env: { SWITCHYARD_MIGRATION_TIMEOUT_S: '120', ...o.serverEnv } });
-      cleanups.push(() => env.stop());
+      // Brokers this test stopped and started again (the server's own handles are closed by then).
+      const restarted: Record<number, AedesBrokerHandle> = {};
+      cleanups.push(async () => {
+        await Promise.all(Object.values(restarted).map((h) => h.close()));
+        await env.stop();
+      });
       return {
         kind,
         apiUrl: env.url,
         brokers: env.brokers.map((b) => ({ id: b.id, host: b.host, port: b.port })),
         api: (m, p, b) => api(env.url, m, p, b),
         async connectedOn(i, clientId) {
-          const broker = env.sy.embeddedBrokers[i]!.broker as unknown as { clients: Record<string, { connected?: boolean }> };
+          const broker = (restarted[i] ?? env.sy.embeddedBrokers[i]!).broker as unknown as { clients: Record<string, unknown> };
           return Boolean(broker.clients[clientId]);
         },
-        async stopBroker() {
-          throw new Error('stopping an embedded broker is not supported in this environment');
+        async stopBroker(i) {
+          await (restarted[i] ?? env.sy.embeddedBrokers[i]!).close();
+          delete restarted[i];
         },
-        async startBroker() {
-          throw new Error('not supported');
+        async startBroker(i) {
+          // The same broker again, on the same port, with the same device registry behind its auth hooks.
+          const key = await loadOrCreateSecretKey({ dataDir: env.dataDir });
+          const handle = await startAedesBroker({ port: env.brokers[i]!.port, host: '127.0.0.1', log: silentLogger(), auth: createEmbeddedAuth(env.sy.db, key) });
+          restarted[i] = handle;
         },
         tmp,
         stop,

@@ -126,7 +126,7 @@ export function migrationE2E(kind: 'postgres' | 'embedded', skip: string | false
       }
     });
 
-    it('3. stays on A while B is down, shows the reason, and completes once B is back without another request', { skip: kind === 'embedded' && 'needs a broker that can be stopped' }, async () => {
+    it('3. stays on A while B is down, shows the reason, and completes once B is back without another request', async () => {
       const d = await newDevice();
       agent(d);
       await onlineOn(d.uuid, 0);
@@ -193,7 +193,7 @@ export function migrationE2E(kind: 'postgres' | 'embedded', skip: string | false
       await assertOn(d.uuid, 1, d.stateDir);
     });
 
-    it('7. converges after the agent is killed mid-move, and keeps the new broker across another restart', { skip: kind === 'embedded' && 'needs a broker that can be stopped' }, async () => {
+    it('7. converges after the agent is killed mid-move, and keeps the new broker across another restart', async () => {
       const d = await newDevice();
       const first = agent(d);
       await onlineOn(d.uuid, 0);

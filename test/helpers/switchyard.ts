@@ -35,6 +35,8 @@ export interface TestEnv {
   kind: TestKind;
   sy: Switchyard;
   url: string;
+  /** The server's data directory (secret key, admin token, PGlite). */
+  dataDir: string;
   adminToken: string;
   brokers: TestBroker[];
   api<T = any>(method: string, path: string, body?: unknown, opts?: { token?: string | null; raw?: string | Buffer; contentType?: string }): Promise<ApiResponse<T>>;
@@ -134,6 +136,7 @@ export async function startTestSwitchyard(kind: TestKind, opts: { brokers?: numb
       kind,
       sy,
       url,
+      dataDir,
       adminToken: TEST_ADMIN_TOKEN,
       brokers,
       api,
