@@ -212,45 +212,10 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
     const outboxRef = outbox;
     cleanups.push(() => outboxRef.stop());
 
-    const sweepLog = log.child({ component: 'migration-sweeper' });
-    let sweepTimer: NodeJS.Timeout | null = null;
-    const sweep = (): void => {
-      sweepTimer = clock.setTimeout(() => {
-        assignments
-          .sweepTimeouts()
-          .catch((err: unknown) => sweepLog.error({ err }, 'sweeping overdue migrations failed; next sweep retries'))
-          .finally(() => {
-            if (sweepTimer) sweep();
-          });
-      }, config.migrationSweepMs);
-      sweepTimer.unref?.();
-    };
-    sweep();
-    cleanups.push(async () => {
-      if (sweepTimer) clock.clearTimeout(sweepTimer);
-      sweepTimer = null;
-    });
-
-    // Job timers (in-progress, step) run out whether or not the device talks: TIMED_OUT here. Same period as
-    // the migration sweeper; each device is claimed with SKIP LOCKED, so several instances can sweep side by side.
-    const jobSweepLog = log.child({ component: 'job-sweeper' });
-    let jobSweepTimer: NodeJS.Timeout | null = null;
-    const sweepJobs = (): void => {
-      jobSweepTimer = clock.setTimeout(() => {
-        jobs
-          .sweepTimeouts()
-          .catch((err: unknown) => jobSweepLog.error({ err }, 'sweeping overdue job executions failed; next sweep retries'))
-          .finally(() => {
-            if (jobSweepTimer) sweepJobs();
-          });
-      }, config.migrationSweepMs);
-      jobSweepTimer.unref?.();
-    };
-    sweepJobs();
-    cleanups.push(async () => {
-      if (jobSweepTimer) clock.clearTimeout(jobSweepTimer);
-      jobSweepTimer = null;
-    });
+    // Overdue migrations → timed_out; job timers (in-progress, step) run out whether or not the device talks →
+    // TIMED_OUT. Each device is claimed with SKIP LOCKED, so several instances can sweep side by side.
+    cleanups.push(repeat(clock, config.migrationSweepMs, () => assignments.sweepTimeouts(), log.child({ component: 'migration-sweeper' })));
+    cleanups.push(repeat(clock, config.migrationSweepMs, () => jobs.sweepTimeouts(), log.child({ component: 'job-sweeper' })));
 
     // Long-polls of the config endpoint, woken by the assignment's NOTIFY (one LISTEN for this instance).
     const deviceConfig = createDeviceConfigService(db);
@@ -299,4 +264,28 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
     await stopAll();
     throw err;
   }
+}
+
+/**
+ * Runs `task` every `ms` (the next run is scheduled when the previous one ended); a failure is logged and the
+ * next run retries. Returns the function that stops it.
+ */
+function repeat(clock: Clock, ms: number, task: () => Promise<unknown>, log: Logger): () => Promise<void> {
+  let timer: ReturnType<Clock['setTimeout']> | null = null;
+  let stopped = false;
+  const schedule = (): void => {
+    timer = clock.setTimeout(() => {
+      task()
+        .catch((err: unknown) => log.error({ err }, 'periodic task failed; the next run retries'))
+        .finally(() => {
+          if (!stopped) schedule();
+        });
+    }, ms);
+    timer.unref?.();
+  };
+  schedule();
+  return async () => {
+    stopped = true;
+    if (timer) clock.clearTimeout(timer);
+  };
 }
