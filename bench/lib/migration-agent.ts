@@ -4,7 +4,8 @@
  * same code as `switchyard-agent` — with the heartbeat off.
  *
  * Messages from the parent:
- *  - `init {apiUrl, uuid, token, stateDir}`: creates and starts the agent; answers `started`.
+ *  - `init {apiUrl, uuid, token, stateDir, options?}`: creates and starts the agent; answers `started`. `options`
+ *    (bench/channels.ts): the channels, poll interval and long-poll wait of the agent's configuration.
  *  - `ping {t0}`: answers `pong {t0, tc}` at once (clock offset estimate, see below).
  *  - `stop`: stops the agent (clean: offline presence, DISCONNECT) and exits.
  * To the parent: every `migration:state` and `connected` event of the agent, with `t` = this process's
@@ -14,6 +15,7 @@
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { createAgent, type Agent } from '../../packages/agent/src/agent.ts';
+import type { AgentConfig } from '../../packages/agent/src/config.ts';
 
 export interface AgentInit {
   type: 'init';
@@ -21,6 +23,7 @@ export interface AgentInit {
   uuid: string;
   token: string;
   stateDir: string;
+  options?: Partial<Pick<AgentConfig, 'channels' | 'pollIntervalMs' | 'longPollS'>>;
 }
 
 export type FromAgent =
@@ -40,7 +43,7 @@ let agent: Agent | null = null;
 async function start(msg: AgentInit): Promise<void> {
   const log = pino({ level: process.env.LOG_LEVEL ?? 'warn' }, pino.destination(2));
   agent = createAgent({
-    config: { apiUrl: msg.apiUrl, deviceUuid: msg.uuid, deviceToken: msg.token, stateDir: msg.stateDir, heartbeatMs: 0 },
+    config: { apiUrl: msg.apiUrl, deviceUuid: msg.uuid, deviceToken: msg.token, stateDir: msg.stateDir, heartbeatMs: 0, ...msg.options },
     log,
   });
   agent.on('migration:state', (e) => {
