@@ -377,9 +377,11 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
     const prev = ackChains.get(deviceUuid) ?? Promise.resolve();
     const next = prev.then(() => writeCommandAck(brokerId, deviceUuid, payload));
     ackChains.set(deviceUuid, next);
-    void next.finally(() => {
-      if (ackChains.get(deviceUuid) === next) ackChains.delete(deviceUuid);
-    });
+    next
+      .catch((err: unknown) => log.error({ err, deviceUuid }, 'recording a command ack failed; the ack is lost, the move goes on'))
+      .finally(() => {
+        if (ackChains.get(deviceUuid) === next) ackChains.delete(deviceUuid);
+      });
     return next;
   }
 

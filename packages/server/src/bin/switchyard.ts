@@ -25,6 +25,9 @@ program
   .action(async (o: { demo: boolean }) => {
     const config = loadConfig();
     const log = createLogger({ level: config.logLevel });
+    // Last line of defence: a promise rejection nobody handled is a bug, but it must not take down a server
+    // that serves a whole fleet. Logged loudly with its stack; every known path handles its own errors.
+    process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection (a bug); the server keeps running'));
     const sy = await startSwitchyard({ config, log });
     let demo: DemoDevices | null = null;
     if (o.demo && config.embedded) demo = await startDemoDevices(sy, { count: config.demoDevices, dataDir: config.dataDir, log });

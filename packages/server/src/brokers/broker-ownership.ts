@@ -104,16 +104,18 @@ export function createBrokerOwnership(opts: BrokerOwnershipOptions): BrokerOwner
 
   function tick(): void {
     tickTimer = opts.clock.setTimeout(() => {
-      void serial(async () => {
+      serial(async () => {
         if (opts.clock.now() < holdOffUntil) return;
         for (const [id, s] of [...brokers]) {
           if (s !== 'standby' || closing) continue;
           if (!(await ensureSession())) break; // logged once per tick, not once per broker
           await tryOne(id);
         }
-      }).finally(() => {
-        if (!closing) tick();
-      });
+      })
+        .catch((err: unknown) => log.error({ err }, 'ownership retry failed; the next tick tries again'))
+        .finally(() => {
+          if (!closing) tick();
+        });
     }, retryMs);
   }
 

@@ -185,11 +185,14 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       delete entry.lastError;
       clog.info('connected');
       opts.onConnected?.(c.id);
-      void ownership.acquire(c.id).then((owned) => {
-        if (owned || entry.client !== client) return; // the owner settles after subscribing
-        clog.info({ retryMs: opts.ownershipRetryMs ?? 2000 }, 'standby: another instance owns the request subscriptions');
-        settle(entry);
-      });
+      ownership
+        .acquire(c.id)
+        .then((owned) => {
+          if (owned || entry.client !== client) return; // the owner settles after subscribing
+          clog.info({ retryMs: opts.ownershipRetryMs ?? 2000 }, 'standby: another instance owns the request subscriptions');
+          settle(entry);
+        })
+        .catch((err: unknown) => clog.error({ err }, 'taking ownership failed; the next retry tries again'));
     });
     client.on('message', (topic, payload) => {
       // Ownership lost (or released) a moment ago: another instance may already answer this broker.
@@ -295,7 +298,9 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       if (every > 0) {
         const tick = (): void => {
           refreshTimer = opts.clock.setTimeout(() => {
-            void refresh().finally(() => {
+            refresh()
+              .catch((err: unknown) => log.error({ err }, 'refreshing brokers failed; the next tick retries'))
+              .finally(() => {
               if (!closing) tick();
             });
           }, every);
