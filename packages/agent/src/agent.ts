@@ -31,10 +31,12 @@ import { openMqttConnection, type MqttConnection } from './connection/mqtt-conne
 import { createMigrationMachine, type MigrationMachineConfig } from './migration/migration-machine.ts';
 import { MigrationRunner, withTimeout } from './migration/migration-runner.ts';
 import type { MigrationState, MigrationStateEvent } from './migration/migration-types.ts';
-import { ConfigFetchError, fetchDeviceConfig } from './poller/config-client.ts';
 import { PublishQueue, type PublishOptions } from './publish-queue.ts';
 import { ShadowClient } from './shadow/shadow-client.ts';
-import { createStateStore, StateFileError, type AgentState } from './state/state-store.ts';
+import { createStateStore, type AgentState } from './state/state-store.ts';
+import { AgentStartError, bootState } from './boot.ts';
+
+export { AgentStartError };
 import { startHeartbeat, type Heartbeat } from './telemetry/heartbeat.ts';
 
 /** Options of {@link createAgent}. */
@@ -108,18 +110,6 @@ export interface Agent {
   on<K extends keyof AgentEvents>(event: K, listener: (...args: AgentEvents[K]) => void): Agent;
   once<K extends keyof AgentEvents>(event: K, listener: (...args: AgentEvents[K]) => void): Agent;
   off<K extends keyof AgentEvents>(event: K, listener: (...args: AgentEvents[K]) => void): Agent;
-}
-
-/** The agent cannot start; `code` says why. The message never contains the token. */
-export class AgentStartError extends Error {
-  override readonly name = 'AgentStartError';
-  constructor(
-    readonly code: 'DEVICE_HAS_NO_BROKER' | 'CONFIG_REFUSED' | 'STATE_OF_ANOTHER_DEVICE' | 'STOPPED_WHILE_STARTING',
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
 
 /** Creates an agent (does nothing until `start`). */
@@ -301,63 +291,8 @@ export function createAgent(options: AgentOptions): Agent {
     if (channels.has('shadow')) requestShadow(`delta v${version}`);
   });
 
-  /** The persisted state, or the config endpoint's broker (persisted first). */
-  async function boot(): Promise<AgentState> {
-    let saved: AgentState | null = null;
-    try {
-      saved = await store.load();
-    } catch (err) {
-      if (!(err instanceof StateFileError)) throw err;
-      log.error({ err, path: store.path }, 'the state file cannot be used; asking the API for the broker and overwriting it');
-    }
-    if (saved) {
-      if (saved.deviceUuid !== config.deviceUuid) {
-        throw new AgentStartError('STATE_OF_ANOTHER_DEVICE', `${store.path} belongs to device ${saved.deviceUuid}, not ${config.deviceUuid}: use another --state-dir`);
-      }
-      log.info({ brokerId: saved.broker.brokerId, broker: saved.broker.url, appliedVersion: saved.appliedVersion }, 'starting from the persisted broker');
-      return saved;
-    }
-    const broker = await fetchBroker();
-    const state: AgentState = { deviceUuid: config.deviceUuid, broker, appliedVersion: 0 };
-    // Persist before connecting: a crash from here on boots on this broker without asking again.
-    await store.save(state);
-    log.info({ brokerId: broker.brokerId, broker: broker.url }, 'first boot: broker from the config endpoint persisted');
-    return state;
-  }
-
-  async function fetchBroker(): Promise<BrokerTarget> {
-    const backoff = options.configBackoff ?? { baseMs: 1000, maxMs: 30_000 };
-    for (let attempt = 0; ; attempt++) {
-      if (bootAbort.signal.aborted) throw new AgentStartError('STOPPED_WHILE_STARTING', 'agent stopped while asking for its config');
-      try {
-        const res = await fetchDeviceConfig({
-          apiUrl: config.apiUrl,
-          deviceUuid: config.deviceUuid,
-          deviceToken: config.deviceToken,
-          ...(options.fetch ? { fetch: options.fetch } : {}),
-          signal: AbortSignal.any([bootAbort.signal, AbortSignal.timeout(15_000)]),
-        });
-        if (res.status !== 'ok') throw new ConfigFetchError('config endpoint answered 304 to a request without If-None-Match', false, 304);
-        if (!res.mqtt) {
-          throw new AgentStartError('DEVICE_HAS_NO_BROKER', `device ${config.deviceUuid} has no broker assigned: assign one (PUT /api/v1/devices/${config.deviceUuid}/broker) and start again`);
-        }
-        return res.mqtt;
-      } catch (err) {
-        if (err instanceof AgentStartError) throw err;
-        if (err instanceof ConfigFetchError && err.permanent) throw new AgentStartError('CONFIG_REFUSED', err.message, { cause: err });
-        if (bootAbort.signal.aborted) throw new AgentStartError('STOPPED_WHILE_STARTING', 'agent stopped while asking for its config');
-        const delay = nextDelay(Math.min(attempt, 20), backoff);
-        log.warn({ err: (err as Error).message, attempt, retryInMs: delay }, 'cannot get the config yet; retrying');
-        await new Promise<void>((resolve) => {
-          const t = clock.setTimeout(resolve, delay);
-          bootAbort.signal.addEventListener('abort', () => {
-            clock.clearTimeout(t);
-            resolve();
-          }, { once: true });
-        });
-      }
-    }
-  }
+  const boot = (): Promise<AgentState> =>
+    bootState({ config, store, log, clock, signal: bootAbort.signal, ...(options.fetch ? { fetch: options.fetch } : {}), ...(options.configBackoff ? { configBackoff: options.configBackoff } : {}) });
 
   const agent: Agent = {
     async start() {
