@@ -37,6 +37,19 @@ export interface StartMosquittoOptions {
   port?: number;
   /** How long to wait for the port to accept connections, in ms. Default 10000. */
   startTimeoutMs?: number;
+  /**
+   * A second listener with TLS (files from `./pki.ts`, readable by user `mosquitto`) on `tlsPort` (default a
+   * free port). `requireCertificate`: mutual TLS (the client must present a certificate signed by `caFile`);
+   * `useIdentityAsUsername`: the certificate's CN becomes the username (for ACLs).
+   */
+  tls?: {
+    caFile: string;
+    certFile: string;
+    keyFile: string;
+    requireCertificate?: boolean;
+    useIdentityAsUsername?: boolean;
+    port?: number;
+  };
 }
 
 export interface TestMosquitto {
@@ -44,6 +57,8 @@ export interface TestMosquitto {
   port: number;
   /** `mqtt://127.0.0.1:<port>` */
   url: string;
+  /** The TLS listener's port, when `tls` was given (connect as `localhost`: the certificate names it). */
+  tlsPort?: number;
   /** The broker's log (connections, errors); read it when a test fails. */
   logFile: string;
   /** Temp dir holding `mosquitto.conf`, the log and the password file; removed by stop(). */
@@ -152,6 +167,18 @@ async function startIn(
   // freePort() cannot reserve the port: retry with another one if the bind loses a race.
   for (let attempt = 1; attempt <= 3; attempt += 1) {
     const port = opts.port ?? (await freePort());
+    const tlsPort = opts.tls === undefined ? undefined : (opts.tls.port ?? (await freePort()));
+    const tlsListener =
+      opts.tls === undefined
+        ? []
+        : [
+            `listener ${tlsPort} 127.0.0.1`,
+            `cafile ${opts.tls.caFile}`,
+            `certfile ${opts.tls.certFile}`,
+            `keyfile ${opts.tls.keyFile}`,
+            `require_certificate ${opts.tls.requireCertificate === true ? 'true' : 'false'}`,
+            ...(opts.tls.useIdentityAsUsername === true ? ['use_identity_as_username true'] : []),
+          ];
     const config = [
       `listener ${port} 127.0.0.1`,
       `allow_anonymous ${withPasswords ? 'false' : 'true'}`,
@@ -165,6 +192,7 @@ async function startIn(
       'connection_messages true',
       'max_queued_messages 10000',
       'set_tcp_nodelay true',
+      ...tlsListener,
       '',
       opts.extraConfig ?? '',
       '',
@@ -189,7 +217,7 @@ async function startIn(
     const deadline = Date.now() + startTimeoutMs;
     let up = false;
     while (!up && Date.now() < deadline && child.exitCode === null && spawnError === undefined) {
-      up = await canConnect(port);
+      up = (await canConnect(port)) && (tlsPort === undefined || (await canConnect(tlsPort)));
       if (!up) await sleep(20);
     }
     if (up) {
@@ -201,6 +229,7 @@ async function startIn(
         host: '127.0.0.1',
         port,
         url: `mqtt://127.0.0.1:${port}`,
+        ...(tlsPort !== undefined ? { tlsPort } : {}),
         logFile,
         configDir: dir,
         ...(passwordFile !== undefined ? { passwordFile } : {}),

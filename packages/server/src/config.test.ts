@@ -33,7 +33,19 @@ describe('loadConfig', () => {
       migrationSweepMs: 5000,
       defaultChannel: 'shadow',
       commandTtlSeconds: 60,
+      mqttNamespaces: ['iot', 'aws'],
     });
+  });
+
+  it('serves both MQTT namespaces by default; either can be turned off; a bad list is refused', () => {
+    assert.deepEqual(loadConfig({ SWITCHYARD_MQTT_NAMESPACES: 'iot' }).mqttNamespaces, ['iot']);
+    assert.deepEqual(loadConfig({ SWITCHYARD_MQTT_NAMESPACES: ' AWS ' }).mqttNamespaces, ['aws']);
+    assert.deepEqual(loadConfig({ SWITCHYARD_MQTT_NAMESPACES: 'aws,iot,aws' }).mqttNamespaces, ['aws', 'iot']);
+    for (const bad of ['iot,', 'azure', 'iot;aws', 'none']) {
+      const err = configError({ SWITCHYARD_MQTT_NAMESPACES: bad });
+      assert.equal(err.variable, 'SWITCHYARD_MQTT_NAMESPACES');
+      assert.match(err.message, /comma-separated list of iot, aws/);
+    }
   });
 
   it('reads the default assignment channel and the command TTL, and refuses bad ones', () => {

@@ -53,7 +53,17 @@ export interface Config {
   defaultChannel: AssignmentChannelName;
   /** Seconds a `broker-change` command stays valid after it is sent (`SWITCHYARD_COMMAND_TTL_S`, 1–86400). Default 60. */
   commandTtlSeconds: number;
+  /**
+   * MQTT topic namespaces whose shadow and jobs topics are served (`SWITCHYARD_MQTT_NAMESPACES`, comma-separated:
+   * `iot` = `iot/device/{uuid}/…`, `aws` = `$aws/things/{uuid}/…`). Default both. Deltas and job notifications go
+   * out in every served namespace. Presence (`…/status`) and commands always use `iot/device/{uuid}/…`.
+   */
+  mqttNamespaces: MqttNamespaceName[];
 }
+
+/** The MQTT topic namespaces (the protocol package's `Namespace`, kept here so the config imports nothing). */
+export const MQTT_NAMESPACE_NAMES = ['iot', 'aws'] as const;
+export type MqttNamespaceName = (typeof MQTT_NAMESPACE_NAMES)[number];
 
 /** The channels an assignment can be delivered on (kept here so the config has no import from a service). */
 export const ASSIGNMENT_CHANNEL_NAMES = ['shadow', 'command', 'job', 'poll'] as const;
@@ -105,6 +115,7 @@ export function loadConfig(env: Env = process.env): Config {
     migrationSweepMs: parseInteger('SWITCHYARD_MIGRATION_SWEEP_MS', read('SWITCHYARD_MIGRATION_SWEEP_MS'), { min: 100, max: 600_000, fallback: 5000 }),
     defaultChannel: parseChannel(read('SWITCHYARD_DEFAULT_CHANNEL')),
     commandTtlSeconds: parseInteger('SWITCHYARD_COMMAND_TTL_S', read('SWITCHYARD_COMMAND_TTL_S'), { min: 1, max: 86_400, fallback: 60 }),
+    mqttNamespaces: parseNamespaces(read('SWITCHYARD_MQTT_NAMESPACES')),
   };
 }
 
@@ -180,6 +191,22 @@ function parseChannel(raw: string | undefined): AssignmentChannelName {
     throw new ConfigError('SWITCHYARD_DEFAULT_CHANNEL', `SWITCHYARD_DEFAULT_CHANNEL must be one of ${ASSIGNMENT_CHANNEL_NAMES.join(', ')}, got ${shown(raw)}`);
   }
   return channel as AssignmentChannelName;
+}
+
+function parseNamespaces(raw: string | undefined): MqttNamespaceName[] {
+  if (raw === undefined) return [...MQTT_NAMESPACE_NAMES];
+  const names = raw.split(',').map((part) => part.trim().toLowerCase());
+  const result: MqttNamespaceName[] = [];
+  for (const name of names) {
+    if (!(MQTT_NAMESPACE_NAMES as readonly string[]).includes(name)) {
+      throw new ConfigError(
+        'SWITCHYARD_MQTT_NAMESPACES',
+        `SWITCHYARD_MQTT_NAMESPACES must be a comma-separated list of ${MQTT_NAMESPACE_NAMES.join(', ')} (at least one), got ${shown(raw)}`,
+      );
+    }
+    if (!result.includes(name as MqttNamespaceName)) result.push(name as MqttNamespaceName);
+  }
+  return result;
 }
 
 function parseLogLevel(raw: string | undefined): LogLevel {

@@ -99,7 +99,7 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
     const migrationLog = log.child({ component: 'migrations' });
     await events.start();
     cleanups.push(() => events.stop());
-    const namespaces: Namespace[] = ['iot'];
+    const namespaces: Namespace[] = [...config.mqttNamespaces];
     const jobLog = log.child({ component: 'jobs' });
     const jobs = createJobsService({
       db,
