@@ -208,6 +208,29 @@ const ACCESS_TEXT: Record<Access, string> = {
 
 const WHO_SHORT: Record<Access, string> = { public: 'public', admin: 'admin', device: 'admin, device' };
 
+/**
+ * The least API-token scope of an operation (`x-switchyard-scope`, written by the auth plugin from the route's
+ * `config.scope` or the default: viewer for GET, admin for the rest), as `viewer+`, `operator+` or `admin`.
+ */
+function scopeOf(o: Operation): string | null {
+  const scope = o.op['x-switchyard-scope'] as string | undefined;
+  if (o.access === 'public' || scope === undefined) return null;
+  return scope === 'admin' ? 'admin' : `${scope}+`;
+}
+
+function whoShort(o: Operation): string {
+  const scope = scopeOf(o);
+  if (scope === null) return WHO_SHORT[o.access];
+  return o.access === 'device' ? `${scope}, device` : scope;
+}
+
+function whoLong(o: Operation): string {
+  const scope = o.op['x-switchyard-scope'] as string | undefined;
+  if (o.access === 'public' || scope === undefined) return ACCESS_TEXT[o.access];
+  const tokens = scope === 'admin' ? 'a token with the admin scope' : `a token with the ${scope} scope or higher`;
+  return o.access === 'device' ? `${tokens}, or the device’s own token (for its own \`:uuid\` only)` : tokens;
+}
+
 function render(doc: Schema, ops: Operation[]): string {
   const declared = ((doc.tags ?? []) as Array<{ name: string; description?: string }>).map((t) => t.name);
   const descriptions = new Map(((doc.tags ?? []) as Array<{ name: string; description?: string }>).map((t) => [t.name, t.description]));
@@ -231,11 +254,15 @@ function render(doc: Schema, ops: Operation[]): string {
     '`/openapi.json` (OpenAPI 3) and `/docs` (Swagger UI), both public.',
     '',
     '- **Base path** `/api/v1`; JSON only: a body must be UTF-8 `application/json` (anything else → 415), at most',
-    '  256 KiB (→ 413). Bodies are not coerced (`1883`, not `"1883"`) and unknown fields are refused, not dropped.',
+    '  128 KiB (→ 413). Bodies are not coerced (`1883`, not `"1883"`) and unknown fields are refused, not dropped.',
     '- **Authentication.** Every `/api/v1` route needs `Authorization: Bearer <token>`; without it, or with an',
-    '  unknown token, the answer is 401. Two kinds of token:',
+    '  unknown (or revoked) token, the answer is 401. Three kinds of token:',
     '  - the **admin token** (`sya_…`): printed at first start and kept in `<SWITCHYARD_DATA_DIR>/admin-token`,',
     '    or set with `SWITCHYARD_ADMIN_TOKEN`. It may call every route.',
+    '  - **API tokens** (`POST /api/v1/tokens`; `sya_…`, `syo_…`, `syv_…`) with a scope: `viewer` reads,',
+    '    `operator` also assigns brokers, runs jobs and writes shadows, `admin` may do everything. The *who*',
+    '    column gives the least scope of each route (`viewer+` = viewer, operator or admin); a token below it gets',
+    '    403 with `requiredScope`. See [operations](operations.md#api-tokens-and-scopes).',
     '  - a **device token** (`syd_…`): returned once by `POST /api/v1/devices`. It may call only the routes',
     '    marked *device* below, and only with its own uuid in the path; anything else is 403.',
     '- **Errors** are `{ "error", "message", "code" }` — the HTTP reason phrase, a specific sentence, and a',
@@ -250,7 +277,7 @@ function render(doc: Schema, ops: Operation[]): string {
   );
   for (const t of tags) {
     for (const o of byTag(t)) {
-      out.push(`| ${o.method.toUpperCase()} | [${code(colonPath(o.path))}](#${anchorOf(o.method, o.path)}) | ${cell(o.op.summary ?? '')} | ${WHO_SHORT[o.access]} |`);
+      out.push(`| ${o.method.toUpperCase()} | [${code(colonPath(o.path))}](#${anchorOf(o.method, o.path)}) | ${cell(o.op.summary ?? '')} | ${whoShort(o)} |`);
     }
   }
 
@@ -262,7 +289,7 @@ function render(doc: Schema, ops: Operation[]): string {
       const { success, errors } = statusesOf(o.op);
       out.push('', `### ${o.method.toUpperCase()} ${colonPath(o.path)}`, '');
       if (o.op.summary) out.push(`${o.op.summary}.`, '');
-      out.push(`- **Who:** ${ACCESS_TEXT[o.access]}`, `- **Success:** ${success}`, `- **Errors:** ${errors}`);
+      out.push(`- **Who:** ${whoLong(o)}`, `- **Success:** ${success}`, `- **Errors:** ${errors}`);
       const rows = paramsOf(o.op);
       if (rows.length > 0) {
         out.push('', '| name | in | type | rules | required |', '| --- | --- | --- | --- | --- |');

@@ -54,6 +54,7 @@ export const assignmentRoutes: FastifyPluginAsync<AssignmentRoutesOptions> = asy
   app.put<{ Params: { uuid: string }; Body: { brokerId: number; channel?: AssignmentChannel } }>(
     '/devices/:uuid/broker',
     {
+      config: { scope: 'operator' },
       schema: {
         tags,
         summary: 'Assign a device to a broker (the device moves make-before-break and reports back)',

@@ -1,11 +1,20 @@
 /**
  * Authentication and authorisation of `/api/v1`: every route there needs `Authorization: Bearer <token>`.
  *
- * - The admin token (compared by sha256, in constant time) → `request.principal = { kind: 'admin', scope: 'admin' }`.
+ * - The bootstrap admin token (compared by sha256, in constant time) → `{ kind: 'admin', scope: 'admin' }`.
+ * - An API token (`api_tokens`, see `tokens/`) → `{ kind: 'admin', scope, tokenId, tokenName }`. Looked up on
+ *   every request (one indexed query, no cache), so a revoked token gets 401 on its very next request, on every
+ *   instance. Tokens starting with `syd_` skip this lookup (they are device tokens).
  * - A device token (`devices.token_hash` lookup) → `{ kind: 'device', deviceUuid }`. A device may only reach a
  *   route marked device-accessible — `config: { device: true }` on a route with a `:uuid` parameter — and only
  *   for its own uuid. Anything else is 403 FORBIDDEN.
- * - No token, another scheme or an unknown token → 401 UNAUTHORIZED (with `WWW-Authenticate: Bearer`).
+ * - No token, another scheme or an unknown (or revoked) token → 401 UNAUTHORIZED (with `WWW-Authenticate: Bearer`).
+ *
+ * Scopes (`viewer` < `operator` < `admin`): a route declares the least scope it needs with `config: { scope }`.
+ * The default is the safe one: `viewer` for GET and HEAD, `admin` for every other method — so a mutating route
+ * nobody thought about is admin-only. A token below the route's scope gets 403 FORBIDDEN (with `requiredScope`
+ * and `tokenScope` in the answer) before the body is read or anything runs. The scope of each route is also
+ * written into the OpenAPI document as `x-switchyard-scope`.
  *
  * Device token lookups are cached in memory for at most {@link DEVICE_TOKEN_CACHE_MS} (2 s) from the moment the
  * database answered (a hit never extends it): every polling device's request would otherwise start with a query.
@@ -18,17 +27,24 @@
  * validation errors.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest, FastifySchema } from 'fastify';
 import type { Queryable } from '../db/db.ts';
 import { findDeviceByTokenHash } from '../devices/devices.store.ts';
 import { AppError } from '../errors.ts';
-import { hashesEqual } from './tokens.ts';
+import { DEVICE_TOKEN_PREFIX, hashesEqual } from './tokens.ts';
 
-/** Admin scopes (DESIGN §6). Only `admin` exists so far: the configured/generated admin token carries it. */
+/** Admin scopes (DESIGN §6), from least to most: viewer (reads), operator (+ assign, jobs, shadows), admin (everything). */
 export type AdminScope = 'admin' | 'operator' | 'viewer';
 
-/** Who is calling; set by the auth hook on every `/api/v1` request, null on public routes. */
-export type Principal = { kind: 'admin'; scope: AdminScope } | { kind: 'device'; deviceUuid: string };
+export const ADMIN_SCOPES: readonly AdminScope[] = ['viewer', 'operator', 'admin'];
+
+/**
+ * Who is calling; set by the auth hook on every `/api/v1` request, null on public routes. `kind: 'admin'` is
+ * anyone on the admin API: the bootstrap admin token (no `tokenId`) or an API token of any scope.
+ */
+export type Principal =
+  | { kind: 'admin'; scope: AdminScope; tokenId?: number; tokenName?: string }
+  | { kind: 'device'; deviceUuid: string };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -40,6 +56,16 @@ declare module 'fastify' {
      * parameter). Admin tokens may always call it.
      */
     device?: boolean;
+    /**
+     * The least scope an admin-API token needs for this route. Default: `viewer` for GET/HEAD, `admin` for
+     * every other method.
+     */
+    scope?: AdminScope;
+    /**
+     * Audit action (e.g. `shadow.update`) written when an admin-API token's request succeeds, for a route whose
+     * service writes no audit row of its own (see `audit/request-audit.ts`).
+     */
+    audit?: string;
   }
 }
 
@@ -50,6 +76,21 @@ export interface AuthPluginOptions {
   adminTokenHash: string;
   /** Cache of device token lookups; default a fresh {@link createTokenCache}. `false`: every request asks the database. */
   tokenCache?: TokenCache | false;
+  /** API token lookup (the token service's `authenticate`); without it only the admin and device tokens work. */
+  apiTokens?: { authenticate(tokenHash: string): Promise<{ id: number; name: string; scope: AdminScope } | null> } | undefined;
+}
+
+const SCOPE_RANK: Record<AdminScope, number> = { viewer: 0, operator: 1, admin: 2 };
+
+/** True when `has` covers `needs`. */
+export function scopeCovers(has: AdminScope, needs: AdminScope): boolean {
+  return SCOPE_RANK[has] >= SCOPE_RANK[needs];
+}
+
+/** The scope a request with `method` needs on a route with `config` (the default is described in the module comment). */
+export function requiredScope(method: string, config: { scope?: AdminScope | undefined } | undefined): AdminScope {
+  if (config?.scope !== undefined) return config.scope;
+  return method === 'GET' || method === 'HEAD' ? 'viewer' : 'admin';
 }
 
 /** Longest time a device token lookup is reused, ms (see the module comment). */
@@ -103,10 +144,14 @@ export function principalOf(request: FastifyRequest): Principal {
   return request.principal;
 }
 
-/** The audit `actor` of a principal: `admin` or `device:<uuid>`. */
+/**
+ * The audit `actor` of a principal: `admin` (the bootstrap admin token), `token:<id>:<name>` (an API token),
+ * `device:<uuid>`, or `anonymous` (no valid token).
+ */
 export function actorOf(principal: Principal | null): string {
   if (principal === null) return 'anonymous';
-  return principal.kind === 'admin' ? principal.scope : `device:${principal.deviceUuid}`;
+  if (principal.kind === 'device') return `device:${principal.deviceUuid}`;
+  return principal.tokenId === undefined ? 'admin' : `token:${principal.tokenId}:${principal.tokenName ?? ''}`;
 }
 
 const BEARER_RE = /^Bearer[ ]+([^\s]+)[ ]*$/i;
@@ -126,7 +171,29 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) 
     if (route.config?.device === true && !/(^|\/):uuid(\/|$)/.test(route.url)) {
       throw new Error(`route ${route.method} ${route.url} is marked device-accessible but has no :uuid parameter`);
     }
+    const declared = route.config?.scope;
+    if (declared !== undefined && !ADMIN_SCOPES.includes(declared)) {
+      throw new Error(`route ${route.method} ${route.url} declares scope ${JSON.stringify(declared)}; use one of ${ADMIN_SCOPES.join(', ')}`);
+    }
+    const methods = (Array.isArray(route.method) ? route.method : [route.method]).map((m) => m.toUpperCase());
+    const scopes = new Set(methods.map((m) => requiredScope(m, route.config)));
+    if (scopes.size > 1) {
+      throw new Error(`route ${methods.join('|')} ${route.url} mixes methods with different default scopes; declare config.scope`);
+    }
+    // For the OpenAPI document (and docs/http-api.md): @fastify/swagger copies `x-` keys of a route schema.
+    route.schema = { ...route.schema, 'x-switchyard-scope': [...scopes][0] } as FastifySchema;
   });
+
+  /** 403 unless the admin-API principal's scope covers the route's. */
+  const checkScope = (request: FastifyRequest, scope: AdminScope): void => {
+    const needs = requiredScope(request.method, request.routeOptions.config);
+    if (!scopeCovers(scope, needs)) {
+      throw new AppError('FORBIDDEN', `${request.method} on this route needs the ${needs} scope; this token has the ${scope} scope`, {
+        requiredScope: needs,
+        tokenScope: scope,
+      });
+    }
+  };
 
   app.addHook('onRequest', async (request, reply) => {
     const header = request.headers.authorization;
@@ -147,6 +214,16 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) 
       return;
     }
 
+    const isDeviceToken = match[1].startsWith(DEVICE_TOKEN_PREFIX);
+    if (!isDeviceToken && opts.apiTokens) {
+      const token = await opts.apiTokens.authenticate(hash);
+      if (token !== null) {
+        request.principal = { kind: 'admin', scope: token.scope, tokenId: token.id, tokenName: token.name };
+        checkScope(request, token.scope);
+        return;
+      }
+    }
+
     let deviceUuid = cache?.get(hash);
     if (deviceUuid === undefined) {
       const device = await findDeviceByTokenHash(opts.db, hash);
@@ -157,14 +234,13 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) 
       deviceUuid = device.uuid;
       cache?.set(hash, deviceUuid);
     }
-    const device = { uuid: deviceUuid };
     request.principal = { kind: 'device', deviceUuid };
 
     if (request.routeOptions.config.device !== true) {
       throw new AppError('FORBIDDEN', 'A device token may not call this route; it needs an admin token');
     }
     const params = request.params as Record<string, unknown> | undefined;
-    if (params?.uuid !== device.uuid) {
+    if (params?.uuid !== deviceUuid) {
       throw new AppError('FORBIDDEN', "A device token may only reach its own device's resources");
     }
   });

@@ -5,7 +5,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLogger, silentLogger } from '../log.ts';
 import { ensureAdminToken } from './admin-token.ts';
-import { DEVICE_TOKEN_CACHE_MS, createTokenCache } from './auth.plugin.ts';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { AppError } from '../errors.ts';
+import { DEVICE_TOKEN_CACHE_MS, actorOf, authPlugin, createTokenCache, requiredScope, scopeCovers, type AdminScope } from './auth.plugin.ts';
 import { generateToken, hashToken, hashesEqual, tokenMatchesHash } from './tokens.ts';
 
 describe('tokens', () => {
@@ -102,5 +104,78 @@ describe('device token cache', () => {
     const cache = createTokenCache({ ttlMs: 0 });
     cache.set('a', 'dev-1');
     assert.equal(cache.get('a'), undefined);
+  });
+});
+
+describe('scopes', () => {
+  it('orders viewer < operator < admin', () => {
+    assert.ok(scopeCovers('admin', 'operator') && scopeCovers('admin', 'viewer') && scopeCovers('operator', 'viewer'));
+    assert.ok(!scopeCovers('viewer', 'operator') && !scopeCovers('operator', 'admin'));
+  });
+
+  it('defaults to viewer for reads and admin for every other method', () => {
+    assert.equal(requiredScope('GET', {}), 'viewer');
+    assert.equal(requiredScope('HEAD', undefined), 'viewer');
+    for (const m of ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) assert.equal(requiredScope(m, {}), 'admin');
+    assert.equal(requiredScope('PUT', { scope: 'operator' }), 'operator');
+    assert.equal(requiredScope('GET', { scope: 'admin' }), 'admin');
+  });
+
+  it('names the actor of each principal', () => {
+    assert.equal(actorOf({ kind: 'admin', scope: 'admin' }), 'admin');
+    assert.equal(actorOf({ kind: 'admin', scope: 'viewer', tokenId: 7, tokenName: 'grafana' }), 'token:7:grafana');
+    assert.equal(actorOf({ kind: 'device', deviceUuid: 'd-1' }), 'device:d-1');
+    assert.equal(actorOf(null), 'anonymous');
+  });
+});
+
+describe('auth plugin scopes', () => {
+  const admin = generateToken('sya_');
+  const tokens: Record<string, { id: number; name: string; scope: AdminScope }> = {
+    [hashToken('syv_viewer-token-0123456789')]: { id: 1, name: 'viewer', scope: 'viewer' },
+    [hashToken('syo_operator-token-0123456789')]: { id: 2, name: 'op', scope: 'operator' },
+  };
+  // No query may reach the database in these cases (API tokens are found by the injected lookup).
+  const noDb = { query: async () => assert.fail('the database was asked') };
+
+  async function app(routes: (a: FastifyInstance) => void) {
+    const a = Fastify();
+    a.setErrorHandler((err: AppError, _req, reply) => reply.code(err.status ?? 500).send({ code: err.code, ...err.details }));
+    await a.register(async (api) => {
+      await api.register(authPlugin, { db: noDb as never, adminTokenHash: hashToken(admin), apiTokens: { authenticate: async (h) => tokens[h] ?? null } });
+      routes(api);
+    });
+    await a.ready();
+    return a;
+  }
+
+  it('answers 403 with the required scope before the handler runs, and lets a covering scope through', async () => {
+    let ran = 0;
+    const a = await app((api) => {
+      api.get('/read', async () => ({ ran: ++ran }));
+      api.put('/assign', { config: { scope: 'operator' } }, async () => ({ ran: ++ran }));
+      api.post('/brokers', async () => ({ ran: ++ran }));
+    });
+    const call = (method: 'GET' | 'PUT' | 'POST', url: string, token: string) => a.inject({ method, url, headers: { authorization: `Bearer ${token}` } });
+    const viewer = 'syv_viewer-token-0123456789';
+    const op = 'syo_operator-token-0123456789';
+    assert.equal((await call('GET', '/read', viewer)).statusCode, 200);
+    const refused = await call('PUT', '/assign', viewer);
+    assert.equal(refused.statusCode, 403);
+    assert.deepEqual(refused.json(), { code: 'FORBIDDEN', requiredScope: 'operator', tokenScope: 'viewer' });
+    assert.equal((await call('PUT', '/assign', op)).statusCode, 200);
+    assert.equal((await call('POST', '/brokers', op)).statusCode, 403, 'a mutating route without a scope is admin-only');
+    assert.equal((await call('POST', '/brokers', admin)).statusCode, 200);
+    assert.equal(ran, 3);
+    await a.close();
+  });
+
+  it('refuses to start with a route whose scope is not one of the three', async () => {
+    await assert.rejects(
+      app((api) => {
+        api.post('/x', { config: { scope: 'root' as AdminScope } }, async () => ({}));
+      }),
+      /declares scope "root"/,
+    );
   });
 });

@@ -1,13 +1,22 @@
 /**
- * Bearer tokens. A token is a prefix plus 32 random bytes in base64url: `sya_…` for admin tokens, `syd_…` for
+ * Bearer tokens. A token is a prefix plus 32 random bytes in base64url: `sya_…` for admin tokens (the bootstrap
+ * one and API tokens of scope admin), `syo_…` / `syv_…` for API tokens of scope operator / viewer, `syd_…` for
  * device tokens (the prefix makes a leaked token recognisable to secret scanners and tells the reader which
- * kind it is). Only the sha256 of a token is stored; the token itself is shown once.
+ * kind it is; the scope itself is what the database holds, never what the prefix says). Only the sha256 of a
+ * token is stored; the token itself is shown once.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const ADMIN_TOKEN_PREFIX = 'sya_';
 export const DEVICE_TOKEN_PREFIX = 'syd_';
-export type TokenPrefix = typeof ADMIN_TOKEN_PREFIX | typeof DEVICE_TOKEN_PREFIX;
+export const OPERATOR_TOKEN_PREFIX = 'syo_';
+export const VIEWER_TOKEN_PREFIX = 'syv_';
+export type TokenPrefix = typeof ADMIN_TOKEN_PREFIX | typeof DEVICE_TOKEN_PREFIX | typeof OPERATOR_TOKEN_PREFIX | typeof VIEWER_TOKEN_PREFIX;
+
+/** The prefix of a new API token of `scope`. */
+export function apiTokenPrefix(scope: 'admin' | 'operator' | 'viewer'): TokenPrefix {
+  return scope === 'admin' ? ADMIN_TOKEN_PREFIX : scope === 'operator' ? OPERATOR_TOKEN_PREFIX : VIEWER_TOKEN_PREFIX;
+}
 
 /** A new random token: `prefix` + 32 random bytes, base64url (43 characters). */
 export function generateToken(prefix: TokenPrefix): string {

@@ -4,6 +4,8 @@
  *   switchyard brokers list          list brokers
  *   switchyard devices list          list devices (--broker, --limit)
  *   switchyard assign <uuid> <id>    move a device and follow the move to its end
+ *   switchyard tokens create|list|revoke   API tokens with scopes (admin, operator, viewer)
+ *   switchyard audit [filters]       the audit log, newest first
  * Output for humans goes to stdout here (bin/ is the one place allowed to print); logs go through pino.
  */
 import { Command, CommanderError } from 'commander';
@@ -13,6 +15,7 @@ import { startSwitchyard } from '../serve.ts';
 import { printBanner } from '../cli/banner.ts';
 import { CliError, resolveClient, table, type ClientOptions } from '../cli/admin-client.ts';
 import { assignCommand } from '../cli/assign-command.ts';
+import { registerAuditCommand, registerTokenCommands } from '../cli/tokens-command.ts';
 import { startDemoDevices, type DemoDevices } from '../cli/demo-devices.ts';
 
 const program = new Command();
@@ -89,10 +92,14 @@ withClient(program.command('assign <uuid> <brokerId>').description('assign a dev
     process.exitCode = code;
   });
 
+registerTokenCommands(program, withClient, say);
+registerAuditCommand(program, withClient, say);
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) process.exit(err.exitCode);
+  // Usage errors (unknown command or option, missing argument) exit 2 like every bad flag; --help/--version exit 0.
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
   if (err instanceof CliError) {
     process.stderr.write(`switchyard: ${err.message}\n`);
     process.exit(err.exitCode);

@@ -60,6 +60,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (app, { job
   app.post<{ Params: { uuid: string }; Body: { jobType: string; jobData: unknown; inProgressTimeoutSeconds?: number; stepTimeoutSeconds?: number } }>(
     '/devices/:uuid/jobs',
     {
+      config: { scope: 'operator' },
       schema: {
         tags,
         summary: 'Queue a job for a device (answers the execution, status QUEUED)',
@@ -130,6 +131,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (app, { job
   app.post<{ Params: { jobId: string }; Body: { force?: boolean } | undefined }>(
     '/jobs/:jobId/cancel',
     {
+      config: { scope: 'operator' },
       schema: {
         tags,
         summary: 'Cancel a job (QUEUED; IN_PROGRESS only with force)',

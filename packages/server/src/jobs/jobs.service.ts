@@ -36,6 +36,7 @@ import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { AppError } from '../errors.ts';
 import { insertAudit } from '../audit/audit.store.ts';
+import { jobAudit } from '../audit/audit-entries.ts';
 import { enqueue, type NewOutboxRow } from '../outbox/outbox.store.ts';
 import {
   deviceExists,
@@ -165,7 +166,9 @@ export function createJobsService(opts: JobsServiceOptions) {
 
   /** TIMED_OUT for an overdue execution the caller locked. */
   async function timeOut(tx: Queryable, job: JobRow): Promise<JobRow> {
-    return updateJob(tx, job.job_id, { status: 'TIMED_OUT' });
+    const r = await updateJob(tx, job.job_id, { status: 'TIMED_OUT' });
+    await insertAudit(tx, jobAudit(r, 'system', 'job.timed_out', job.status));
+    return r;
   }
 
   /**
@@ -216,7 +219,10 @@ export function createJobsService(opts: JobsServiceOptions) {
     if (o.stepTimeoutInMinutes === -1) change.stepTimeoutSeconds = null;
     else if (o.stepTimeoutInMinutes !== undefined) change.stepTimeoutSeconds = o.stepTimeoutInMinutes * 60;
     else if (starting && job.step_timeout_s !== null) change.stepTimeoutSeconds = job.step_timeout_s;
-    return updateJob(tx, job.job_id, change);
+    const updated = await updateJob(tx, job.job_id, change);
+    // Device-driven status changes are audited (progress reports within IN_PROGRESS are not: the row keeps them).
+    if (updated.status !== job.status) await insertAudit(tx, jobAudit(updated, `device:${job.device_uuid}`, 'job.update', job.status));
+    return updated;
   }
 
   // ── device side ──

@@ -73,18 +73,23 @@ export const shadowRoutes: FastifyPluginAsync<{ shadows: ShadowService }> = asyn
   const classicParams = { type: 'object', required: ['uuid'], properties: { uuid: uuidParam } } as const;
   const tags = ['shadows'];
   const deviceConfig = { device: true };
+  // Writes: the device itself, or an operator/admin token. Shadow writes have no audit row of their own (a device
+  // may write thousands a second; the shadow's version and metadata record them): the HTTP layer records those
+  // made with an admin-API token (`audit`), see docs/operations.md.
+  const updateConfig = { device: true, scope: 'operator', audit: 'shadow.update' } as const;
+  const deleteConfig = { device: true, scope: 'operator', audit: 'shadow.delete' } as const;
 
   app.get('/devices/:uuid/shadows/:name', { schema: { tags, params: namedParams, summary: 'Get a named shadow' }, config: deviceConfig }, (req) => named.get(req),
   );
-  app.post('/devices/:uuid/shadows/:name', { schema: { tags, params: namedParams, body: shadowBody, summary: 'Update a named shadow' }, config: deviceConfig }, (req) => named.update(req),
+  app.post('/devices/:uuid/shadows/:name', { schema: { tags, params: namedParams, body: shadowBody, summary: 'Update a named shadow' }, config: updateConfig }, (req) => named.update(req),
   );
-  app.delete('/devices/:uuid/shadows/:name', { schema: { tags, params: namedParams, summary: 'Delete a named shadow' }, config: deviceConfig }, (req) => named.del(req),
+  app.delete('/devices/:uuid/shadows/:name', { schema: { tags, params: namedParams, summary: 'Delete a named shadow' }, config: deleteConfig }, (req) => named.del(req),
   );
   app.get('/devices/:uuid/shadow', { schema: { tags, params: classicParams, summary: 'Get the classic shadow' }, config: deviceConfig }, (req) => classic.get(req),
   );
-  app.post('/devices/:uuid/shadow', { schema: { tags, params: classicParams, body: shadowBody, summary: 'Update the classic shadow' }, config: deviceConfig }, (req) => classic.update(req),
+  app.post('/devices/:uuid/shadow', { schema: { tags, params: classicParams, body: shadowBody, summary: 'Update the classic shadow' }, config: updateConfig }, (req) => classic.update(req),
   );
-  app.delete('/devices/:uuid/shadow', { schema: { tags, params: classicParams, summary: 'Delete the classic shadow' }, config: deviceConfig }, (req) => classic.del(req),
+  app.delete('/devices/:uuid/shadow', { schema: { tags, params: classicParams, summary: 'Delete the classic shadow' }, config: deleteConfig }, (req) => classic.del(req),
   );
   app.get(
     '/devices/:uuid/shadows',

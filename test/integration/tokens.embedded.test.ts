@@ -1,0 +1,3 @@
+import { tokensContract } from './tokens-contract.ts';
+
+tokensContract('embedded', false);
