@@ -27,8 +27,9 @@ import type { Db, Queryable } from '../db/db.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { AppError } from '../errors.ts';
-import { getBroker } from '../brokers/brokers.store.ts';
+import { getBroker, type BrokerRow } from '../brokers/brokers.store.ts';
 import { insertAudit } from '../audit/audit.store.ts';
+import { migrationAudit } from '../audit/audit-entries.ts';
 import { loadShadows, lockDevices, saveShadows, shadowKey } from '../shadows/shadows.store.ts';
 import type { AppliedUpdate } from '../shadows/shadow.service.ts';
 import { enqueue, type NewOutboxRow } from '../outbox/outbox.store.ts';
@@ -70,6 +71,15 @@ export interface AssignmentServiceOptions {
    * provides it). Without it, `channel: 'job'` is refused with 400.
    */
   createChangeBrokerJob?(tx: Queryable, ctx: { deviceUuid: string; migrationId: number; assignment: MqttAssignment; version: number }): Promise<void>;
+  /**
+   * Device accounts on brokers (`provisioning/`), in the assignment's and the completing transaction: the target
+   * broker's account is queued before any notification (which waits for it), and a completed move removes the
+   * accounts on the brokers the device left.
+   */
+  provisioning?: {
+    forAssignment(tx: Queryable, deviceUuid: string, broker: BrokerRow, migrationId: number): Promise<number | null>;
+    afterMove(tx: Queryable, deviceUuid: string, toBrokerId: number): Promise<number[]>;
+  };
 }
 
 export function createAssignmentService(opts: AssignmentServiceOptions) {
@@ -154,6 +164,8 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       const migrationId = Number(migration.id);
       // Every channel: long-polls of the config endpoint wake when (and only if) this commits.
       await notifyConfigChanged(tx, deviceUuid);
+      // The device's account on the target first: it must be able to log in there before it is told to move.
+      const provisionId = (await opts.provisioning?.forAssignment(tx, deviceUuid, broker, migrationId)) ?? null;
 
       // Tell the device through the broker(s) it is on now; a device we cannot reach converges on its
       // next connect (it always asks for its shadow then).
@@ -192,6 +204,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
         await opts.createChangeBrokerJob!(tx, { deviceUuid, migrationId, assignment: target, version });
       }
       // Channel `poll`: nothing to publish, the device's next config request answers it.
+      if (provisionId !== null) for (const r of rows) r.dependsOn = provisionId; // (job rows: enqueue links them)
       if (rows.length > 0) await enqueue(tx, rows);
       await insertAudit(tx, {
         actor: o.actor,
@@ -239,6 +252,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       let row: MigrationRow | null = null;
       if (rep.status === 'connected' && rep.brokerId === to && a.origin.brokerId === to) {
         row = await advanceMigration(q, Number(open.id), { status: 'completed', error: null });
+        await opts.provisioning?.afterMove(q, a.deviceUuid, to); // it can no longer log in where it left
       } else if (rep.status === 'migrating' && rep.targetBrokerId === to && open.status !== 'migrating') {
         row = await advanceMigration(q, Number(open.id), { status: 'migrating' });
       } else if (rep.status === 'error' && rep.targetBrokerId === to) {
@@ -246,6 +260,9 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
         row = await advanceMigration(q, Number(open.id), { status: 'migrating', error: reason, countAttempt: true });
       }
       if (row) {
+        // Device-driven: audited in the shadow batch's transaction (the report itself is not: see docs/operations.md).
+        const action = rep.status === 'error' ? 'migration.attempt_failed' : `migration.${row.status}`;
+        await insertAudit(q, migrationAudit(row, `device:${a.deviceUuid}`, action, { viaBrokerId: a.origin.brokerId }));
         a.afterCommit.push(() => changed(row));
       }
     }
@@ -277,7 +294,12 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       return;
     }
     try {
-      const row = await appendCommandAck(db, deviceUuid, ack.commandId, { status: ack.status, ...(ack.error !== undefined ? { error: ack.error } : {}), brokerId });
+      const row = await db.transaction(async (tx) => {
+        const r = await appendCommandAck(tx, deviceUuid, ack.commandId, { status: ack.status, ...(ack.error !== undefined ? { error: ack.error } : {}), brokerId });
+        const detail = { commandId: ack.commandId, ack: ack.status, ...(ack.error !== undefined ? { ackError: ack.error.slice(0, 500) } : {}), viaBrokerId: brokerId };
+        if (r) await insertAudit(tx, migrationAudit(r, `device:${deviceUuid}`, 'migration.command_ack', detail));
+        return r;
+      });
       if (!row) {
         log.debug({ deviceUuid, brokerId, commandId: ack.commandId }, 'ignored an ack for a command this device was not sent');
         return;
@@ -294,7 +316,11 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
   }
 
   async function sweepTimeouts(): Promise<number> {
-    const rows = await timeOutOverdue(db);
+    const rows = await db.transaction(async (tx) => {
+      const timedOut = await timeOutOverdue(tx);
+      for (const r of timedOut) await insertAudit(tx, migrationAudit(r, 'system', 'migration.timed_out'));
+      return timedOut;
+    });
     for (const r of rows) {
       log.warn({ deviceUuid: r.device_uuid, migrationId: Number(r.id), toBrokerId: r.to_broker_id }, 'migration timed out');
       changed(r);

@@ -53,6 +53,33 @@ const registeredSchema = {
   additionalProperties: false,
 } as const;
 
+const rotatedSchema = {
+  type: 'object',
+  required: [...deviceRequired, 'token', 'brokers'],
+  properties: {
+    ...deviceProperties,
+    token: { type: 'string', description: 'The new device credential; shown only in this answer. The old one no longer works.' },
+    brokers: {
+      type: 'array',
+      description:
+        'Brokers that hold an account of the device (provisioner mosquitto-dynsec). `provisioned`: the new token works there and the old one does not; `pending`/`failed`: the broker did not take it yet (it is retried; `error` says why).',
+      items: {
+        type: 'object',
+        required: ['brokerId', 'action', 'state', 'error', 'updatedAt'],
+        properties: {
+          brokerId: { type: 'integer' },
+          action: { type: 'string', enum: ['provision', 'deprovision'] },
+          state: { type: 'string', enum: ['pending', 'provisioned', 'removed', 'failed'] },
+          error: { type: ['string', 'null'] },
+          updatedAt: timestampSchema,
+        },
+        additionalProperties: false,
+      },
+    },
+  },
+  additionalProperties: false,
+} as const;
+
 const uuidParams = { type: 'object', required: ['uuid'], properties: { uuid: deviceUuidSchema }, additionalProperties: false } as const;
 
 const listQuery = {
@@ -116,6 +143,22 @@ export const deviceRoutes: FastifyPluginAsync<DeviceRoutesOptions> = async (app,
       schema: { tags, summary: 'Get a device (also with its own device token)', params: uuidParams, response: { 200: deviceSchema, ...errorResponses(400, 403, 404) } },
     },
     async (request) => service.get(request.params.uuid),
+  );
+
+  app.post<{ Params: { uuid: string } }>(
+    '/devices/:uuid/token',
+    {
+      schema: {
+        tags,
+        summary: 'Rotate the device token: a new one is returned (only here); the old one stops working on the API and on every broker',
+        params: uuidParams,
+        response: { 200: rotatedSchema, ...errorResponses(400, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const rotated = await service.rotateToken(request.params.uuid, actorOf(request.principal));
+      return reply.header('cache-control', 'no-store').send(rotated);
+    },
   );
 
   app.delete<{ Params: { uuid: string } }>(

@@ -12,7 +12,7 @@ export interface DeviceRow {
   updated_at: Date;
 }
 
-// Never select token_hash here: rows travel towards answers.
+// Never select token_hash or token_enc here: rows travel towards answers.
 const COLUMNS = 'uuid, name, mqtt_broker_id, connected_broker_id, online, last_seen_at, created_at, updated_at';
 
 export interface NewDevice {
@@ -20,16 +20,18 @@ export interface NewDevice {
   name: string | null;
   brokerId: number | null;
   tokenHash: string;
+  /** Secret-box ciphertext of the token (for brokers that must be given it); absent: not kept. */
+  tokenEnc?: string | null;
 }
 
 /** Inserts a device; null when the uuid is already taken (no exception, so an open transaction stays usable). */
 export async function insertDevice(q: Queryable, d: NewDevice): Promise<DeviceRow | null> {
   const res = await q.query<DeviceRow>(
-    `INSERT INTO devices (uuid, name, mqtt_broker_id, token_hash)
-     VALUES ($1, $2, $3, $4)
+    `INSERT INTO devices (uuid, name, mqtt_broker_id, token_hash, token_enc)
+     VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (uuid) DO NOTHING
      RETURNING ${COLUMNS}`,
-    [d.uuid, d.name, d.brokerId, d.tokenHash],
+    [d.uuid, d.name, d.brokerId, d.tokenHash, d.tokenEnc ?? null],
   );
   return res.rows[0] ?? null;
 }
@@ -60,6 +62,15 @@ export async function listDevices(q: Queryable, f: DeviceFilter): Promise<{ rows
     f.brokerId === undefined ? [] : [f.brokerId],
   );
   return { rows: page.rows, total: count.rows[0]?.total ?? 0 };
+}
+
+/** Replaces the device's token (hash and ciphertext); the row, or null when there is no such device. Locks it. */
+export async function replaceDeviceToken(q: Queryable, uuid: string, tokenHash: string, tokenEnc: string): Promise<DeviceRow | null> {
+  const res = await q.query<DeviceRow>(
+    `UPDATE devices SET token_hash = $2, token_enc = $3, updated_at = now() WHERE uuid = $1 RETURNING ${COLUMNS}`,
+    [uuid, tokenHash, tokenEnc],
+  );
+  return res.rows[0] ?? null;
 }
 
 /** Deletes a device (its shadows go with it: ON DELETE CASCADE). False when there was none. */

@@ -35,6 +35,24 @@ export function deviceOwnsClientId(deviceUuid: string, clientId: string): boolea
   return clientId === deviceUuid || clientId.startsWith(`${deviceUuid}/`);
 }
 
+/**
+ * Closes every session of `deviceUuid` on `broker` (after its token was rotated or the device deleted: the
+ * next CONNECT is checked against the registry again and refused with the old token). Returns how many closed.
+ */
+export function kickDeviceSessions(broker: Aedes, deviceUuid: string): number {
+  // Aedes keeps its connected clients in `clients` (id → Client); its typings do not declare it.
+  const clients = (broker as unknown as { clients?: Record<string, Client> }).clients ?? {};
+  let closed = 0;
+  for (const client of Object.values(clients)) {
+    const p = principals.get(client);
+    if (p?.kind === 'device' && p.deviceUuid === deviceUuid) {
+      client.close();
+      closed += 1;
+    }
+  }
+  return closed;
+}
+
 /** A device may subscribe only inside its own namespaces (wildcards allowed after the prefix). */
 export function deviceMaySubscribe(deviceUuid: string, filter: string): boolean {
   for (const prefix of [`iot/device/${deviceUuid}/`, `$aws/things/${deviceUuid}/`]) {

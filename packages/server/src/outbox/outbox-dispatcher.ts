@@ -6,12 +6,18 @@
  * and on start (rows a crashed server left behind). When the outbox is empty it does nothing: no
  * polling loop. A slow safety timer (default 30 s) covers a NOTIFY lost while the LISTEN connection
  * was down. A failed delivery is retried with capped exponential backoff and full jitter.
+ *
+ * Rows of one claim are independent (a row whose `depends_on` is still in the outbox is never claimed), so rows
+ * that `concurrent` selects (credential changes on brokers) are delivered side by side — their deliverer batches
+ * them, e.g. several dynsec commands in one control message — while the others go one by one, in id order.
+ * The lease of every row still in work is renewed every third of `leaseSeconds`: a round slowed by a paced
+ * broker is never taken over by another dispatcher half-way.
  */
 import { nextDelay, type BackoffPolicy } from '@switchyard/protocol';
 import type { Db } from '../db/db.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
-import { OUTBOX_CHANNEL, claim, markDelivered, markFailed, nextDueInSeconds, type OutboxRow } from './outbox.store.ts';
+import { OUTBOX_CHANNEL, claim, extendLease, markDelivered, markFailed, nextDueInSeconds, undelivered, type OutboxRow } from './outbox.store.ts';
 
 export interface OutboxDispatcherOptions {
   db: Db;
@@ -29,12 +35,19 @@ export interface OutboxDispatcherOptions {
   leaseSeconds?: number;
   /** Safety re-check interval while idle (ms). Default 30,000. */
   safetyIntervalMs?: number;
+  /** Rows that may be delivered side by side with the other selected rows of their claim. Default: none. */
+  concurrent?(row: OutboxRow): boolean;
 }
 
 export interface OutboxDispatcher {
   start(): Promise<void>;
   /** Asks for a delivery round now (also called by the NOTIFY listener). */
   wake(): void;
+  /**
+   * Waits until the rows `ids` are delivered (by this dispatcher or another instance's) or `timeoutMs` passed;
+   * resolves with the ids still undelivered (empty when all went out). Wakes the dispatcher first.
+   */
+  waitDelivered(ids: readonly number[], timeoutMs: number): Promise<number[]>;
   stop(): Promise<void>;
 }
 
@@ -50,23 +63,61 @@ export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDis
   let safetyTimer: NodeJS.Timeout | null = null;
   let unlisten: (() => Promise<void>) | null = null;
 
+  /** Settled by every local delivery: `waitDelivered` re-checks then instead of waiting for its poll. */
+  const deliveredWaiters = new Set<() => void>();
+
+  async function deliverOne(row: OutboxRow): Promise<void> {
+    const rlog = log.child({ outboxId: row.id, kind: row.kind, deviceUuid: row.deviceUuid, migrationId: row.migrationId });
+    try {
+      await opts.deliver(row);
+      await markDelivered(opts.db, row.id);
+      await opts.onDelivered?.(row);
+      for (const w of [...deliveredWaiters]) w();
+    } catch (err) {
+      const delay = nextDelay(row.attempts - 1, backoff);
+      rlog.warn({ err: (err as Error).message, attempt: row.attempts, nextDelayMs: delay }, 'outbox delivery failed; will retry');
+      await markFailed(opts.db, row.id, (err as Error).message, delay);
+    }
+  }
+
   async function round(): Promise<void> {
     for (;;) {
       const rows = await claim(opts.db, batchSize, leaseSeconds);
       if (rows.length === 0) break;
-      for (const row of rows) {
+      const inWork = new Set(rows.map((r) => r.id));
+      let renewTimer: ReturnType<Clock['setTimeout']> | null = null;
+      const renew = (): void => {
+        renewTimer = opts.clock.setTimeout(() => {
+          extendLease(opts.db, [...inWork], leaseSeconds)
+            .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'renewing outbox leases failed; another dispatcher may deliver some rows again'))
+            .finally(() => {
+              if (inWork.size > 0 && !stopped) renew();
+            });
+        }, (leaseSeconds * 1000) / 3);
+      };
+      renew();
+      const track = async (row: OutboxRow): Promise<void> => {
         if (stopped) return;
-        const rlog = log.child({ outboxId: row.id, deviceUuid: row.deviceUuid, migrationId: row.migrationId });
         try {
-          await opts.deliver(row);
-          await markDelivered(opts.db, row.id);
-          await opts.onDelivered?.(row);
-        } catch (err) {
-          const delay = nextDelay(row.attempts - 1, backoff);
-          rlog.warn({ err: (err as Error).message, attempt: row.attempts, nextDelayMs: delay }, 'outbox delivery failed; will retry');
-          await markFailed(opts.db, row.id, (err as Error).message, delay);
+          await deliverOne(row);
+        } finally {
+          inWork.delete(row.id);
         }
+      };
+      try {
+        const side = rows.filter((r) => opts.concurrent?.(r) === true);
+        const serial = rows.filter((r) => opts.concurrent?.(r) !== true);
+        await Promise.all([
+          Promise.all(side.map(track)),
+          (async () => {
+            for (const row of serial) await track(row);
+          })(),
+        ]);
+      } finally {
+        inWork.clear();
+        if (renewTimer) opts.clock.clearTimeout(renewTimer);
       }
+      if (stopped) return;
     }
     scheduleDue(await nextDueInSeconds(opts.db));
   }
@@ -110,7 +161,29 @@ export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDis
     }, every);
   }
 
+  async function waitDelivered(ids: readonly number[], timeoutMs: number): Promise<number[]> {
+    const deadline = opts.clock.now() + timeoutMs;
+    wake();
+    let left = [...ids];
+    for (;;) {
+      left = await undelivered(opts.db, left);
+      const remaining = deadline - opts.clock.now();
+      if (left.length === 0 || remaining <= 0 || stopped) return left;
+      // Woken by a local delivery, or after a short poll (rows another instance delivers leave no local trace).
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          deliveredWaiters.delete(done);
+          opts.clock.clearTimeout(timer);
+          resolve();
+        };
+        const timer = opts.clock.setTimeout(done, Math.min(100, remaining));
+        deliveredWaiters.add(done);
+      });
+    }
+  }
+
   return {
+    waitDelivered,
     async start() {
       unlisten = await opts.db.listen(OUTBOX_CHANNEL, () => wake());
       safety();

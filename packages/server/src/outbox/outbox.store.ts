@@ -4,7 +4,15 @@ import type { Queryable } from '../db/db.ts';
 /** NOTIFY channel that wakes dispatchers (in this process and others) when rows were committed. */
 export const OUTBOX_CHANNEL = 'switchyard_outbox';
 
-export type OutboxKind = 'mqtt.publish';
+/**
+ * What a row does once its transaction committed:
+ * - `mqtt.publish`: one MQTT publish through the server's connection to `payload.brokerId`;
+ * - `broker.provision`: make the device's account on a broker exist, enabled, with its current token (read from
+ *   `devices.token_enc` at delivery: no secret is ever written into the outbox); `setPassword` also replaces the
+ *   password of an existing account and drops its live sessions (token rotation);
+ * - `broker.deprovision`: remove the device's account from a broker (and with it any live session).
+ */
+export type OutboxKind = 'mqtt.publish' | 'broker.provision' | 'broker.deprovision';
 
 export interface MqttPublishPayload {
   brokerId: number;
@@ -15,37 +23,119 @@ export interface MqttPublishPayload {
   retain?: boolean;
 }
 
-export interface NewOutboxRow {
-  kind: OutboxKind;
-  payload: MqttPublishPayload;
-  deviceUuid?: string;
+export interface BrokerProvisionPayload {
+  brokerId: number;
+  /** Why (for logs and audit): the device was registered there, assigned there, or its token was rotated. */
+  reason: 'create' | 'assign' | 'rotate';
+  /** The assignment this provisioning prepares (notifications of that migration wait for this row). */
   migrationId?: number;
-  dependsOn?: number;
+  /** Set the password even when the account exists already (rotation; drops the device's live sessions). */
+  setPassword?: boolean;
 }
 
-export interface OutboxRow {
+export interface BrokerDeprovisionPayload {
+  brokerId: number;
+  /** The device completed a move away from this broker, or it was deleted. */
+  reason: 'migrated' | 'deleted';
+}
+
+/** A row's kind with its payload. */
+export type OutboxMessage =
+  | { kind: 'mqtt.publish'; payload: MqttPublishPayload }
+  | { kind: 'broker.provision'; payload: BrokerProvisionPayload }
+  | { kind: 'broker.deprovision'; payload: BrokerDeprovisionPayload };
+
+/** Kinds that change credentials on a broker; each (device, broker) pair has one chain of them, in order. */
+export const CREDENTIAL_KINDS = ['broker.provision', 'broker.deprovision'] as const;
+
+export type NewOutboxRow = OutboxMessage & {
+  deviceUuid?: string;
+  migrationId?: number;
+  /** Id of a row that must be delivered first. */
+  dependsOn?: number;
+};
+
+export type OutboxRow = OutboxMessage & {
   id: number;
-  kind: OutboxKind;
-  payload: MqttPublishPayload;
   deviceUuid: string | null;
   migrationId: number | null;
   attempts: number;
-}
+};
 
-/** Inserts rows in order (each may depend on the previous one) and wakes dispatchers on commit. */
+/**
+ * Inserts rows in order and wakes dispatchers on commit.
+ *
+ * A publish of a migration (`migrationId` set) given no `dependsOn` waits for that migration's pending
+ * `broker.provision` row, if it has one: whichever module writes a notification (the assignment's delta or
+ * command, the jobs engine's `change-broker` job), the device is never told to move to a broker that cannot
+ * let it in yet.
+ */
 export async function enqueue(q: Queryable, rows: NewOutboxRow[]): Promise<number[]> {
   const ids: number[] = [];
+  const provisionOf = new Map<number, number | null>();
   for (const r of rows) {
+    let dependsOn = r.dependsOn ?? null;
+    if (dependsOn === null && r.kind === 'mqtt.publish' && r.migrationId !== undefined && r.deviceUuid !== undefined) {
+      if (!provisionOf.has(r.migrationId)) provisionOf.set(r.migrationId, await pendingProvisionOf(q, r.deviceUuid, r.migrationId));
+      dependsOn = provisionOf.get(r.migrationId) ?? null;
+    }
     const { rows: out } = await q.query<{ id: number }>(
       `INSERT INTO outbox (kind, payload, device_uuid, migration_id, depends_on)
        VALUES ($1, $2::jsonb, $3, $4, $5) RETURNING id`,
-      [r.kind, JSON.stringify(r.payload), r.deviceUuid ?? null, r.migrationId ?? null, r.dependsOn ?? null],
+      [r.kind, JSON.stringify(r.payload), r.deviceUuid ?? null, r.migrationId ?? null, dependsOn],
     );
-    ids.push(out[0]!.id);
+    ids.push(Number(out[0]!.id));
   }
   // pg_notify inside the transaction is delivered only if (and when) it commits.
   await q.query('SELECT pg_notify($1, $2)', [OUTBOX_CHANNEL, '']);
   return ids;
+}
+
+/** The pending `broker.provision` row that prepares `migrationId`, if any. */
+async function pendingProvisionOf(q: Queryable, deviceUuid: string, migrationId: number): Promise<number | null> {
+  const { rows } = await q.query<{ id: number | null }>(
+    `SELECT max(id) AS id FROM outbox
+      WHERE device_uuid = $1 AND kind = 'broker.provision' AND payload->>'migrationId' = $2`,
+    [deviceUuid, String(migrationId)],
+  );
+  const id = rows[0]?.id;
+  return id === null || id === undefined ? null : Number(id);
+}
+
+/**
+ * The newest undelivered credential row (`broker.provision` / `broker.deprovision`) of a device on a broker, or
+ * null. A new credential row of that pair depends on it, so the pair's changes reach the broker in the order they
+ * were decided, even with several dispatchers (a deprovision after a completed move is never overtaken by a
+ * provision of a newer assignment back to that broker). Call it inside the transaction that locked the device.
+ */
+export async function credentialChainTail(q: Queryable, deviceUuid: string, brokerId: number): Promise<number | null> {
+  const { rows } = await q.query<{ id: number | null }>(
+    `SELECT max(id) AS id FROM outbox
+      WHERE device_uuid = $1 AND kind IN ('broker.provision', 'broker.deprovision') AND payload->>'brokerId' = $2`,
+    [deviceUuid, String(brokerId)],
+  );
+  const id = rows[0]?.id;
+  return id === null || id === undefined ? null : Number(id);
+}
+
+/** Which of `ids` are still in the outbox (not delivered yet). */
+export async function undelivered(q: Queryable, ids: readonly number[]): Promise<number[]> {
+  if (ids.length === 0) return [];
+  const { rows } = await q.query<{ id: number }>(
+    'SELECT id FROM outbox WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::bigint)',
+    [JSON.stringify(ids.map(String))],
+  );
+  return rows.map((r) => Number(r.id));
+}
+
+/** Extends the lease of rows this dispatcher still works on (a slow round must not be taken over mid-way). */
+export async function extendLease(q: Queryable, ids: readonly number[], leaseSeconds: number): Promise<void> {
+  if (ids.length === 0) return;
+  await q.query(
+    `UPDATE outbox SET claimed_until = now() + make_interval(secs => $2)
+      WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::bigint)`,
+    [JSON.stringify(ids.map(String)), leaseSeconds],
+  );
 }
 
 /**
@@ -57,7 +147,7 @@ export async function claim(q: Queryable, limit: number, leaseSeconds: number): 
   const { rows } = await q.query<{
     id: number;
     kind: OutboxKind;
-    payload: MqttPublishPayload;
+    payload: OutboxMessage['payload'];
     device_uuid: string | null;
     migration_id: number | null;
     attempts: number;
@@ -75,7 +165,17 @@ export async function claim(q: Queryable, limit: number, leaseSeconds: number): 
     [limit, leaseSeconds],
   );
   return rows
-    .map((r) => ({ id: r.id, kind: r.kind, payload: r.payload, deviceUuid: r.device_uuid, migrationId: r.migration_id, attempts: r.attempts }))
+    .map(
+      (r) =>
+        ({
+          id: Number(r.id),
+          kind: r.kind,
+          payload: r.payload,
+          deviceUuid: r.device_uuid,
+          migrationId: r.migration_id === null ? null : Number(r.migration_id),
+          attempts: r.attempts,
+        }) as OutboxRow,
+    )
     .sort((a, b) => a.id - b.id);
 }
 

@@ -1,0 +1,140 @@
+/**
+ * A Switchyard server on PostgreSQL whose brokers are Mosquitto processes with the dynamic-security plugin
+ * (`startDynsecMosquitto`), registered through the API with `provisioner: 'mosquitto-dynsec'` and the server's own
+ * account. Same shape as `startTestSwitchyard` (`TestEnv`), plus the brokers' admin channels and, with
+ * `captureLogs`, every log line the server wrote (at debug level) for secret scans.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../packages/server/src/config.ts';
+import { createLogger, silentLogger } from '../../packages/server/src/log.ts';
+import { startSwitchyard, type Switchyard } from '../../packages/server/src/serve.ts';
+import { startDynsecMosquitto, type DynsecMosquitto } from './mosquitto-dynsec.ts';
+import { freePort } from './ports.ts';
+import { startPostgres } from './postgres.ts';
+import { DeviceClient, TEST_ADMIN_TOKEN, uniqueId, type TestBroker, type TestEnv } from './switchyard.ts';
+
+export interface DynsecEnv extends TestEnv {
+  /** The brokers' Mosquitto processes, in `brokers` order. */
+  dynsec: DynsecMosquitto[];
+  /** Every log line of every instance so far (JSON text), when started with `captureLogs`. */
+  logs(): string;
+}
+
+export async function startDynsecSwitchyard(opts: { brokers?: number; env?: Record<string, string>; captureLogs?: boolean } = {}): Promise<DynsecEnv> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sy-dynsec-test-'));
+  const cleanups: Array<() => Promise<void>> = [() => rm(dataDir, { recursive: true, force: true })];
+  const stop = async (): Promise<void> => {
+    for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
+  };
+  const lines: string[] = [];
+  try {
+    const pg = await startPostgres();
+    cleanups.push(() => pg.stop());
+    const env: Record<string, string> = {
+      PORT: String(await freePort()),
+      HOST: '127.0.0.1',
+      DATABASE_URL: pg.url,
+      SWITCHYARD_DATA_DIR: dataDir,
+      SWITCHYARD_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      SWITCHYARD_EMBEDDED_BROKERS: 'none',
+      LOG_LEVEL: opts.captureLogs ? 'debug' : (process.env.SWITCHYARD_TEST_LOG ?? 'silent'),
+      ...opts.env,
+    };
+    const dynsec: DynsecMosquitto[] = [];
+    for (let i = 0; i < (opts.brokers ?? 2); i++) {
+      const m = await startDynsecMosquitto();
+      cleanups.push(() => m.stop());
+      dynsec.push(m);
+    }
+    const log = opts.captureLogs
+      ? createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(line) } })
+      : env.LOG_LEVEL === 'silent'
+        ? silentLogger()
+        : createLogger({ level: env.LOG_LEVEL });
+    const sy = await startSwitchyard({ config: loadConfig(env), log });
+    cleanups.push(() => sy.stop());
+
+    const api: TestEnv['api'] = async (method, path, body, o = {}) => {
+      const headers: Record<string, string> = {};
+      const token = o.token === undefined ? TEST_ADMIN_TOKEN : o.token;
+      if (token !== null) headers.authorization = `Bearer ${token}`;
+      const payload = o.raw ?? (body !== undefined ? JSON.stringify(body) : undefined);
+      if (payload !== undefined) headers['content-type'] = o.contentType ?? 'application/json';
+      const res = await fetch(`${sy.url}${path}`, { method, headers, ...(payload !== undefined ? { body: payload } : {}) });
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {
+        parsed = text;
+      }
+      return { status: res.status, body: parsed as any, headers: res.headers };
+    };
+
+    const brokers: TestBroker[] = [];
+    for (const [i, m] of dynsec.entries()) {
+      const res = await api('POST', '/api/v1/brokers', {
+        name: `dynsec-${i + 1}`,
+        protocol: 'mqtt',
+        host: m.host,
+        port: m.port,
+        provisioner: 'mosquitto-dynsec',
+        username: m.server.username,
+        password: m.server.password,
+      });
+      if (res.status !== 201) throw new Error(`registering broker failed: ${res.status} ${JSON.stringify(res.body)}`);
+      brokers.push({ id: res.body.id, name: res.body.name, host: m.host, port: m.port, mosquitto: m });
+    }
+    await sy.pool.refresh();
+    for (const b of brokers) await sy.pool.waitConnected(b.id, 10_000);
+
+    const clients: DeviceClient[] = [];
+    cleanups.push(async () => {
+      await Promise.all(clients.map((c) => c.close()));
+    });
+    let instances = 1;
+    return {
+      kind: 'postgres',
+      sy,
+      url: sy.url,
+      dataDir,
+      adminToken: TEST_ADMIN_TOKEN,
+      brokers,
+      dynsec,
+      api,
+      logs: () => lines.join(''),
+      async createDevice(o = {}) {
+        const broker = brokers[o.brokerIndex ?? 0]!;
+        const res = await api('POST', '/api/v1/devices', { uuid: o.uuid ?? uniqueId(), brokerId: broker.id });
+        if (res.status !== 201) throw new Error(`creating device failed: ${res.status} ${JSON.stringify(res.body)}`);
+        return { uuid: res.body.uuid, token: res.body.token };
+      },
+      async connectDevice(device, brokerIndex = 0) {
+        const b = brokers[brokerIndex]!;
+        const client = await DeviceClient.connect(`mqtt://${b.host}:${b.port}`, device.uuid, device.token);
+        clients.push(client);
+        return client;
+      },
+      async startInstance(o = {}) {
+        const nth = ++instances;
+        const other: Switchyard = await startSwitchyard({
+          config: loadConfig({ ...env, PORT: String(await freePort()) }),
+          log: log.child({ instance: nth }),
+          ...(o.ownershipRetryMs !== undefined ? { ownershipRetryMs: o.ownershipRetryMs } : {}),
+        });
+        let stopping: Promise<void> | undefined;
+        const stopOnce = other.stop;
+        other.stop = () => (stopping ??= stopOnce());
+        cleanups.push(() => other.stop());
+        for (const b of brokers) await other.pool.waitConnected(b.id, 10_000);
+        return other;
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

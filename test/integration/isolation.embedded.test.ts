@@ -1,0 +1,3 @@
+import { isolationContract } from './isolation-contract.ts';
+
+isolationContract('embedded', false);
