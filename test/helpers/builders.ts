@@ -2,7 +2,8 @@
  * Builders for test data: valid request bodies with unique names, overridable field by field.
  * `makeBroker({ port: 1884 })`, `makeDevice({ brokerId })`.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { rootCertificates } from 'node:tls';
 
 let sequence = 0;
 
@@ -41,5 +42,9 @@ export function makeDevice(overrides: Partial<DeviceBody> = {}): DeviceBody {
   return { uuid: `dev-${uniqueSuffix()}`, name: 'test device', ...overrides };
 }
 
-/** A syntactically valid PEM certificate block (not a real certificate: the API stores it as text). */
-export const FAKE_CA_PEM = '-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUZmFrZQ==\n-----END CERTIFICATE-----\n';
+/**
+ * A real, parseable CA certificate for broker records that are never connected to: the API checks `caCert`
+ * (it must parse and not be expired), so the one of Node's bundled roots valid the longest serves. Tests that
+ * connect over TLS make their own CA (`./pki.ts`).
+ */
+export const FAKE_CA_PEM: string = [...rootCertificates].sort((a, b) => Date.parse(new X509Certificate(b).validTo) - Date.parse(new X509Certificate(a).validTo))[0]!;

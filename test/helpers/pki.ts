@@ -2,7 +2,9 @@
  * A throwaway certificate authority for TLS tests, made with the `openssl` command (≈ 0.2 s per key pair).
  *
  * `createTestPki()` writes a CA, a server certificate for `localhost` (SAN `DNS:localhost, IP:127.0.0.1`) and,
- * on request, client certificates whose CN is a device uuid (for mutual TLS, e.g. AWS's v1 device SDK). Every file
+ * on request, server certificates for other names (`serverFor(['broker.example.test'])`: a listener whose
+ * certificate does not name the host a client dials, to test host name verification) and client certificates
+ * whose CN is a device uuid (for mutual TLS, e.g. AWS's v1 device SDK). Every file
  * is readable by all (mode 0644, directory 0755): Mosquitto started as root reads them as user `mosquitto`.
  * Keys are throwaway and valid for two days. `remove()` deletes the directory.
  *
@@ -27,6 +29,11 @@ export interface TestPki {
   caPem: string;
   /** Server certificate for `localhost` / 127.0.0.1, signed by the CA. */
   server: CertFiles;
+  /**
+   * A server certificate signed by the CA whose subjectAltName holds exactly `names` (each an IPv4 address →
+   * `IP:`, anything else → `DNS:`); the CN is the first name. E.g. `serverFor(['broker.example.test'])`.
+   */
+  serverFor(names: readonly string[]): Promise<CertFiles>;
   /** A client certificate with this CN (e.g. a device uuid), signed by the CA. */
   client(commonName: string): Promise<CertFiles>;
   /** A second, unrelated CA (PEM text and path): a broker record naming it must fail verification. */
@@ -71,11 +78,19 @@ export async function createTestPki(): Promise<TestPki> {
     await chmod(ca.caFile, 0o644);
     const server = await signed(dir, 'server', 'localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n');
     let clients = 0;
+    let servers = 0;
     return {
       dir,
       caFile: ca.caFile,
       caPem: ca.caPem,
       server,
+      serverFor(names) {
+        if (names.length === 0) return Promise.reject(new Error('serverFor needs at least one name'));
+        for (const n of names) if (!/^[A-Za-z0-9.-]{1,253}$/.test(n)) return Promise.reject(new Error(`serverFor: ${JSON.stringify(n)} is not a host name or IPv4 address`));
+        servers += 1;
+        const san = names.map((n) => (/^\d{1,3}(\.\d{1,3}){3}$/.test(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
+        return signed(dir, `server-${servers}`, names[0]!, `subjectAltName=${san}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
+      },
       client: (commonName) => {
         clients += 1;
         return signed(dir, `client-${clients}`, commonName, 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n');

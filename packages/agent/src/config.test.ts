@@ -36,6 +36,7 @@ describe('agent config', () => {
       longPollS: 0,
       fallbackAfterMs: 30000,
       logLevel: 'info',
+      caFile: null,
     } satisfies AgentConfig);
   });
 
@@ -60,8 +61,10 @@ describe('agent config', () => {
         '0',
         '--log-level',
         'debug',
+        '--ca-file',
+        '/etc/switchyard/ca.pem',
       ],
-      { ...baseEnv, SWITCHYARD_HEARTBEAT_MS: '100', SWITCHYARD_STATE_DIR: '/tmp/x' },
+      { ...baseEnv, SWITCHYARD_HEARTBEAT_MS: '100', SWITCHYARD_STATE_DIR: '/tmp/x', SWITCHYARD_CA_FILE: '/env/ca.pem' },
     );
     assert.deepEqual(c, {
       apiUrl: 'https://switchyard.example.com/base',
@@ -74,6 +77,7 @@ describe('agent config', () => {
       longPollS: 30,
       fallbackAfterMs: 0,
       logLevel: 'debug',
+      caFile: '/etc/switchyard/ca.pem',
     } satisfies AgentConfig);
   });
 
@@ -87,6 +91,7 @@ describe('agent config', () => {
       SWITCHYARD_LONG_POLL_S: '20',
       SWITCHYARD_FALLBACK_AFTER_MS: '10000',
       LOG_LEVEL: 'warn',
+      SWITCHYARD_CA_FILE: 'certs/broker-ca.pem',
     });
     assert.equal(c.stateDir, '/data');
     assert.equal(c.heartbeatMs, 250);
@@ -95,12 +100,14 @@ describe('agent config', () => {
     assert.equal(c.longPollS, 20);
     assert.equal(c.fallbackAfterMs, 10000);
     assert.equal(c.logLevel, 'warn');
+    assert.equal(c.caFile, 'certs/broker-ca.pem');
   });
 
   it('treats an empty environment variable as unset', () => {
-    const c = parseAgentConfig([], { ...baseEnv, SWITCHYARD_HEARTBEAT_MS: '', SWITCHYARD_CHANNELS: '' });
+    const c = parseAgentConfig([], { ...baseEnv, SWITCHYARD_HEARTBEAT_MS: '', SWITCHYARD_CHANNELS: '', SWITCHYARD_CA_FILE: '' });
     assert.equal(c.heartbeatMs, 0);
     assert.equal(c.channels.length, 4);
+    assert.equal(c.caFile, null);
   });
 
   it('names every missing required option with its variable', () => {
@@ -135,6 +142,8 @@ describe('agent config', () => {
     { name: 'URL with query', argv: ['--api-url', 'http://h/?x=1'], option: '--api-url', message: /must not have a query or fragment/ },
     { name: 'bad log level', argv: ['--log-level', 'verbose'], option: '--log-level', message: /expected one of fatal\|error\|warn\|info\|debug\|trace\|silent, got "verbose"/ },
     { name: 'empty state dir flag', argv: ['--state-dir='], option: '--state-dir', message: /expected a directory path, got ""/ },
+    { name: 'empty CA file flag', argv: ['--ca-file='], option: '--ca-file', message: /expected a file path, got ""/ },
+    { name: 'CA file path with a newline', argv: [], env: { SWITCHYARD_CA_FILE: '/etc/ca.pem\n' }, option: 'SWITCHYARD_CA_FILE', message: /expected a file path, got "\/etc\/ca\.pem\\n"/ },
   ];
   for (const c of bad) {
     it(`rejects ${c.name} naming ${c.option} and the value`, () => {

@@ -5,7 +5,9 @@
  *
  * Beyond the contract: the §6 flags also read `SWITCHYARD_CHANNELS`, `SWITCHYARD_POLL_INTERVAL_MS`,
  * `SWITCHYARD_LONG_POLL_S`, `SWITCHYARD_FALLBACK_AFTER_MS` (containers configure by environment), and
- * `--log-level` / `LOG_LEVEL` as the server does.
+ * `--log-level` / `LOG_LEVEL` as the server does, and `--ca-file` / `SWITCHYARD_CA_FILE`: a PEM bundle of the
+ * CAs trusted for `mqtts`/`wss` brokers besides Node's root store (docs/tls.md). Parsing here checks only the
+ * path's shape; the file itself is read and checked when the agent starts (`connection/ca-bundle.ts`).
  */
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
@@ -45,6 +47,11 @@ export interface AgentConfig {
   fallbackAfterMs: number;
   /** Log level; default `info`. */
   logLevel: AgentLogLevel;
+  /**
+   * PEM file of the CA certificates trusted for `mqtts`/`wss` brokers, in addition to Node's root store; null
+   * (default) = Node's store only. Read and checked at start.
+   */
+  caFile: string | null;
 }
 
 /** One bad option. */
@@ -105,6 +112,13 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
     description: 'MQTT down this long → poll the config (default 30000)',
   },
   { key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', arg: '<level>', description: 'fatal|error|warn|info|debug|trace|silent (default info)' },
+  {
+    key: 'caFile',
+    flag: 'ca-file',
+    env: 'SWITCHYARD_CA_FILE',
+    arg: '<file>',
+    description: "PEM CA bundle trusted for mqtts/wss brokers, besides Node's root store (default: that store only)",
+  },
 ];
 
 /** Defaults of the optional numeric options. */
@@ -241,8 +255,17 @@ export function parseAgentConfig(argv: readonly string[], env: Readonly<Record<s
     else issues.push({ option: lvl.option, message: `expected one of ${LOG_LEVELS.join('|')}, got ${show(lvl.value)}` });
   }
 
+  // caFile: the path's shape only; the file is read and checked at start (it may be mounted later).
+  let caFile: string | null = null;
+  const ca = raw(spec('caFile'));
+  if (ca) {
+    // eslint-disable-next-line no-control-regex
+    if (ca.value.length === 0 || ca.value.length > 4096 || /[\u0000-\u001f\u007f]/.test(ca.value)) issues.push({ option: ca.option, message: `expected a file path, got ${show(ca.value)}` });
+    else caFile = ca.value;
+  }
+
   if (issues.length > 0) throw new AgentConfigError(issues);
-  return { apiUrl, deviceUuid, deviceToken, stateDir, heartbeatMs, channels, pollIntervalMs, longPollS, fallbackAfterMs, logLevel };
+  return { apiUrl, deviceUuid, deviceToken, stateDir, heartbeatMs, channels, pollIntervalMs, longPollS, fallbackAfterMs, logLevel, caFile };
 }
 
 /** `http(s)://host[:port][/path]` without credentials, query or fragment; returns it without a trailing slash. */

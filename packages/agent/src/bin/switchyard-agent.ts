@@ -1,8 +1,8 @@
 /**
  * `switchyard-agent` — runs one device agent. Options come from flags or the environment (`--help` lists
  * them); logs go to stdout as JSON (pino). SIGINT/SIGTERM stop it cleanly (exit 0). Exit codes: 0 stopped,
- * 1 failed while running or stopping, 2 bad configuration or a device that cannot start (the message says which
- * option; the token is never printed).
+ * 1 failed while running or stopping, 2 bad configuration (including a `--ca-file` that is missing or not PEM,
+ * checked at start) or a device that cannot start (the message says which option; the token is never printed).
  */
 import { pino } from 'pino';
 import { agentUsage, AgentConfigError, parseAgentConfig } from '../config.ts';
@@ -53,6 +53,11 @@ try {
 } catch (err) {
   if (stopping) {
     // A signal during boot: shutdown() exits.
+  } else if (err instanceof AgentConfigError) {
+    // Checked at start, e.g. the --ca-file bundle (missing, unreadable, not PEM).
+    log.fatal({ code: err.code, issues: err.issues }, err.message);
+    process.stderr.write(`switchyard-agent: ${err.message}\nRun switchyard-agent --help for the options.\n`);
+    process.exit(2);
   } else if (err instanceof AgentStartError) {
     log.fatal({ code: err.code }, err.message);
     process.stderr.write(`switchyard-agent: ${err.message}\n`);

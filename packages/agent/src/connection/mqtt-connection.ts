@@ -10,14 +10,22 @@
  * Every operation settles: `publish` resolves on PUBACK (QoS 1) and rejects when the connection closes first;
  * `subscribe` resolves on SUBACK and rejects when any granted code is ≥ 0x80; after `close` everything rejects
  * at once. (mqtt.js would otherwise park a publish made while disconnected in its offline store forever.)
+ *
+ * TLS (`mqtts`, `wss`): the broker's certificate is always verified, host name included (SNI and the check use
+ * the target's host; an IP literal is matched against the certificate's IP SANs), against `trust` when given
+ * (see `ca-bundle.ts`) or Node's default store. Verification cannot be turned off. A failure rejects the open
+ * with a sentence naming the TLS problem (`tls-failure.ts`), which a move reports as its failure reason.
  */
 import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import type { SecureContext } from 'node:tls';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { statusTopic } from '@switchyard/protocol';
 import type { BrokerTarget } from '../broker-target.ts';
 import type { PublishConnection, QueuedMessage } from '../publish-queue.ts';
 import { systemClock, type Clock } from '../clock.ts';
+import { describeTlsFailure } from './tls-failure.ts';
 
 /** Credentials and broker of one connection. */
 export interface MqttConnectionOptions {
@@ -33,8 +41,11 @@ export interface MqttConnectionOptions {
   connectTimeoutMs?: number;
   /** MQTT keepalive in seconds; default 30. */
   keepaliveS?: number;
-  /** PEM CA certificate(s) for `mqtts`/`wss`; the host name is always verified. */
-  ca?: string | string[];
+  /**
+   * The CAs trusted for `mqtts`/`wss` (`trustContext(bundle)` from `ca-bundle.ts`); default Node's store. The
+   * certificate and the host name are always verified.
+   */
+  trust?: SecureContext;
   /** Logger (a child with `connection`, `brokerId` is made). */
   log?: Logger;
   /** Bounds a clean `end` (default: the system clock). */
@@ -91,10 +102,13 @@ export async function openMqttConnection(options: MqttConnectionOptions): Promis
     },
   };
   if (target.protocol === 'mqtts' || target.protocol === 'wss') {
-    clientOptions.rejectUnauthorized = true;
-    if (options.ca !== undefined) clientOptions.ca = options.ca;
     // SNI and host name verification name the host, unless it is an IP literal (verified against IP SANs).
-    if (!/^[\d.]+$/.test(target.host) && !target.host.includes(':')) clientOptions.servername = target.host;
+    const servername = isIP(target.host) === 0 ? target.host : undefined;
+    const tls = { rejectUnauthorized: true, ...(servername !== undefined ? { servername } : {}), ...(options.trust !== undefined ? { secureContext: options.trust } : {}) };
+    // mqtt.js hands its own options to tls.connect (mqtts) but only a few named ones to the WebSocket (wss):
+    // give both the same, so neither can fall back to a laxer default.
+    Object.assign(clientOptions, tls);
+    if (target.protocol === 'wss') clientOptions.wsOptions = { ...tls };
   }
   const client = mqtt.connect(target.url, clientOptions);
   // No Nagle delay: MQTT packets are small and answered. With Nagle, a PUBLISH written right after a PUBACK
@@ -109,6 +123,11 @@ export async function openMqttConnection(options: MqttConnectionOptions): Promis
       client.off('error', onError);
       client.off('close', onClose);
     };
+    // After a failed open, mqtt.js may still emit an error (a second TLS error from the socket, "connack
+    // timeout"): with no listener left that would crash the process.
+    const ignoreLateErrors = (): void => {
+      client.on('error', () => undefined);
+    };
     const onConnect = (): void => {
       cleanup();
       setNoDelay(client); // again on the connected stream, in case the builder replaced it
@@ -118,11 +137,13 @@ export async function openMqttConnection(options: MqttConnectionOptions): Promis
       lastError = err;
       // A refused CONNACK (bad credentials, client id) is final; so is a socket error with reconnectPeriod 0.
       cleanup();
+      ignoreLateErrors();
       client.end(true);
       reject(new Error(`cannot connect to ${target.url}: ${describeMqttError(err)}`, { cause: err }));
     };
     const onClose = (): void => {
       cleanup();
+      ignoreLateErrors();
       client.end(true);
       const why = lastError ? describeMqttError(lastError) : 'connection closed before CONNACK';
       reject(new Error(`cannot connect to ${target.url}: ${why}`));
@@ -281,8 +302,13 @@ function setNoDelay(client: MqttClient): void {
   if (typeof stream?.setNoDelay === 'function') stream.setNoDelay(true);
 }
 
-/** A short reason for a connect failure, e.g. `ECONNREFUSED`, `Connection refused: Bad username or password`. */
+/**
+ * A short reason for a connect failure, e.g. `ECONNREFUSED connect ECONNREFUSED 127.0.0.1:1883`,
+ * `Connection refused: Bad username or password`, or a TLS sentence (`tls-failure.ts`).
+ */
 export function describeMqttError(err: Error): string {
+  const tls = describeTlsFailure(err);
+  if (tls !== null) return tls;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && !err.message.includes(code)) return `${code} ${err.message}`;
   return err.message;

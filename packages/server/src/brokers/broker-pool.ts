@@ -10,6 +10,11 @@
  * connections (disabled or deleted brokers) without a restart; the server calls it after every
  * broker change it makes and on a slow timer, so changes made by another instance are noticed too.
  *
+ * TLS (`mqtts`/`wss`): the broker's certificate is always verified, host name included — against the record's
+ * `caCert` when it has one (those certificates only), else against Node's built-in root store. A failure is
+ * logged at error level with an operator's sentence (`broker-tls.ts`), kept as the connection's `lastError`
+ * (shown in `GET /brokers/:id` and `/readyz`) and retried with the usual backoff.
+ *
  * States of one connection: `connecting` → `connected` → (`waiting` with a retry timer → `connecting`)…,
  * until `closed` (removed from the pool). While `connected`, ownership is wanted: `owner` (subscribed) or
  * standby (connected only). A connection that closes releases ownership after the MQTT session is gone, so two
@@ -22,6 +27,7 @@ import type { Clock } from '../clock.ts';
 import type { LockSession } from '../db/db.ts';
 import type { Logger } from '../log.ts';
 import { createBrokerOwnership } from './broker-ownership.ts';
+import { brokerTlsOptions, describeBrokerTlsFailure } from './broker-tls.ts';
 
 export interface BrokerConnectionConfig {
   id: number;
@@ -98,6 +104,14 @@ export interface BrokerPool {
    * instance owns the broker, connected only when another one does (or rejects after `timeoutMs`).
    */
   waitConnected(brokerId: number, timeoutMs: number): Promise<void>;
+  /**
+   * Replies addressed to this server on `brokerId` (e.g. the dynamic-security plugin's
+   * `$CONTROL/dynamic-security/v1/response`), owner or standby alike: subscribes this instance's connection to
+   * `topic` (an exact topic, no wildcards) unless the current connection already is, and hands every message on it
+   * to `handler` (never to `onMessage`). After a reconnect the next call subscribes again: call it before each
+   * request. Rejects when the broker is not connected or refuses the subscription.
+   */
+  listen(brokerId: number, topic: string, handler: (payload: Buffer) => void): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -109,6 +123,9 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
   const backoff = opts.backoff ?? { baseMs: 500, maxMs: 30_000 };
   const instanceId = randomBytes(4).toString('hex');
   const entries = new Map<number, Entry>();
+  /** `listen` handlers by broker and topic, and the subscriptions each MQTT client made for them. */
+  const listeners = new Map<number, Map<string, (payload: Buffer) => void>>();
+  const listening = new WeakMap<MqttClient, Map<string, Promise<void>>>();
   let refreshTimer: NodeJS.Timeout | null = null;
   let closing = false;
   let refreshing: Promise<void> | null = null;
@@ -164,6 +181,12 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
   function connect(entry: Entry): void {
     const c = entry.config;
     const clog = log.child({ brokerId: c.id, broker: c.name });
+    const tls = brokerTlsOptions(c);
+    if (typeof tls === 'string') {
+      entry.lastError = tls;
+      retryLater(entry, clog, false);
+      return;
+    }
     const options: IClientOptions = {
       clientId: `switchyard-server-${instanceId}-${c.id}`,
       protocolVersion: c.protocolVersion,
@@ -173,7 +196,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       keepalive: 30,
       ...(c.username ? { username: c.username } : {}),
       ...(c.password ? { password: c.password } : {}),
-      ...(c.caCert ? { ca: c.caCert, rejectUnauthorized: true } : {}),
+      ...tls,
     };
     const client = mqtt.connect(`${c.protocol}://${c.host}:${c.port}`, options);
     entry.client = client;
@@ -195,6 +218,15 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
         .catch((err: unknown) => clog.error({ err }, 'taking ownership failed; the next retry tries again'));
     });
     client.on('message', (topic, payload) => {
+      const tap = listeners.get(c.id)?.get(topic);
+      if (tap) {
+        try {
+          tap(payload);
+        } catch (err) {
+          clog.error({ err, topic }, 'reply handler threw; reply dropped');
+        }
+        return;
+      }
       // Ownership lost (or released) a moment ago: another instance may already answer this broker.
       if (!ownership.owns(c.id)) return;
       try {
@@ -205,7 +237,14 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       }
     });
     client.on('error', (err) => {
-      entry.lastError = err.message;
+      const tlsFailure = describeBrokerTlsFailure(err, Boolean(c.caCert));
+      if (tlsFailure !== null) {
+        // A configuration problem, not a network blip: say so loudly (the retry below keeps trying).
+        if (entry.lastError !== tlsFailure) clog.error({ url: `${c.protocol}://${c.host}:${c.port}`, code: (err as { code?: unknown }).code }, tlsFailure);
+        entry.lastError = tlsFailure;
+      } else {
+        entry.lastError = err.message;
+      }
     });
     client.on('close', () => {
       const was = entry.connected;
@@ -217,17 +256,18 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       client.removeAllListeners();
       client.on('error', () => undefined); // late socket errors after close are expected noise
       entry.client = null;
-      const delay = nextDelay(entry.attempt, backoff);
-      entry.attempt += 1;
-      clog.warn(
-        { lastError: entry.lastError, attempt: entry.attempt, nextDelayMs: delay, wasConnected: was },
-        'broker connection lost; retrying',
-      );
-      entry.retry = opts.clock.setTimeout(() => {
-        entry.retry = null;
-        if (!entry.closed && !closing) connect(entry);
-      }, delay);
+      retryLater(entry, clog, was);
     });
+  }
+
+  function retryLater(entry: Entry, clog: Logger, wasConnected: boolean): void {
+    const delay = nextDelay(entry.attempt, backoff);
+    entry.attempt += 1;
+    clog.warn({ lastError: entry.lastError, attempt: entry.attempt, nextDelayMs: delay, wasConnected }, 'broker connection lost; retrying');
+    entry.retry = opts.clock.setTimeout(() => {
+      entry.retry = null;
+      if (!entry.closed && !closing) connect(entry);
+    }, delay);
   }
 
   async function closeEntry(entry: Entry): Promise<void> {
@@ -241,6 +281,9 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
     if (client) {
       await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
       client.removeAllListeners();
+      // A client closed while still connecting (e.g. a broker disabled while its TLS handshake fails) may still
+      // emit a late error (a TLS alert, "connack timeout"); without a listener it would crash the server.
+      client.on('error', () => undefined);
     }
     await ownership.release(entry.config.id);
   }
@@ -346,6 +389,24 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
           resolve();
         });
       });
+    },
+    listen(brokerId, topic, handler) {
+      let byTopic = listeners.get(brokerId);
+      if (!byTopic) listeners.set(brokerId, (byTopic = new Map()));
+      byTopic.set(topic, handler);
+      const entry = entries.get(brokerId);
+      const client = entry?.client;
+      if (!entry || !client || !entry.connected) return Promise.reject(new BrokerNotConnectedError(brokerId));
+      let subs = listening.get(client);
+      if (!subs) listening.set(client, (subs = new Map()));
+      let subscribed = subs.get(topic);
+      if (!subscribed) {
+        const made = client.subscribeAsync(topic, { qos: 1 }).then(() => undefined);
+        made.catch(() => subs.delete(topic)); // refused or connection lost: the next call tries again
+        subs.set(topic, made);
+        subscribed = made;
+      }
+      return subscribed;
     },
     async close() {
       closing = true;

@@ -35,7 +35,8 @@ const fields = {
     minLength: 1,
     maxLength: 65536,
     pattern: '-----BEGIN CERTIFICATE-----',
-    description: 'a PEM CA certificate (-----BEGIN CERTIFICATE-----) for mqtts/wss; null clears it',
+    // Also checked by the service: each block parses, none expired, no private key (docs/tls.md).
+    description: 'a PEM CA certificate (-----BEGIN CERTIFICATE-----), or several, that signed the broker\'s certificate, for mqtts/wss; null clears it',
   },
   provisioner: { type: 'string', enum: ['embedded', 'mosquitto-dynsec', 'static'], description: 'How device credentials reach this broker' },
   status: { type: 'string', enum: ['active', 'draining', 'disabled'] },
@@ -73,6 +74,17 @@ const brokerSchema = {
     url: { type: 'string', description: 'protocol://host:port' },
     createdAt: timestampSchema,
     updatedAt: timestampSchema,
+    connection: {
+      type: 'object',
+      description: "The answering server instance's connection to this broker (absent for a disabled broker)",
+      required: ['connected', 'owner'],
+      properties: {
+        connected: { type: 'boolean' },
+        owner: { type: 'boolean', description: "this instance owns the broker's request subscriptions" },
+        lastError: { type: 'string', description: 'why the last attempt failed or the connection was lost, e.g. a TLS verification failure' },
+      },
+      additionalProperties: false,
+    },
   },
   additionalProperties: false,
 } as const;

@@ -6,6 +6,10 @@
  *   {@link listBrokerConnections} decrypts it, for the broker pool.
  * - Every committed change writes an audit row in the same transaction, then calls `onChange()` (the broker
  *   pool refreshes; other instances hear a NOTIFY).
+ * - A `caCert` is checked before it is stored (`broker-tls.ts`: PEM certificates that parse, none expired, no
+ *   key) and stored re-encoded; it is refused on a plain `mqtt`/`ws` broker, where it would never be used.
+ * - `connection` (when the server runs a broker pool) is this instance's view of its connection to the broker,
+ *   with the last error — e.g. why TLS verification failed.
  */
 import { isIP } from 'node:net';
 import { insertAudit } from '../audit/audit.store.ts';
@@ -13,6 +17,7 @@ import type { SecretBox } from '../crypto/secret-box.ts';
 import type { Db } from '../db/db.ts';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { parseCaCert } from './broker-tls.ts';
 import {
   brokerNameTaken,
   countAssignedDevices,
@@ -51,6 +56,17 @@ export interface Broker {
   url: string;
   createdAt: string;
   updatedAt: string;
+  /** This server instance's connection to the broker; absent when it holds none (disabled broker, no pool). */
+  connection?: BrokerConnectionState;
+}
+
+/** One broker connection as the answering instance's pool sees it. */
+export interface BrokerConnectionState {
+  connected: boolean;
+  /** This instance owns the broker's request subscriptions. */
+  owner: boolean;
+  /** Why the last attempt failed or the connection was lost (cleared on connect), e.g. a TLS verification failure. */
+  lastError?: string;
 }
 
 export interface NewBroker {
@@ -78,6 +94,10 @@ export interface BrokerServiceDeps {
   secretBox: SecretBox;
   /** Called after every committed change (the lead wires the pool refresh and a NOTIFY). Failures are logged. */
   onChange?: (() => void | Promise<void>) | undefined;
+  /** The broker pool's connection states (`pool.status()`), shown as each broker's `connection`. */
+  connections?: (() => ReadonlyArray<BrokerConnectionState & { brokerId: number }>) | undefined;
+  /** Current time in ms (to refuse an expired `caCert`); default `Date.now`. */
+  now?: (() => number) | undefined;
 }
 
 export interface BrokerService {
@@ -111,6 +131,13 @@ export function toBroker(row: BrokerRow): Broker {
     updatedAt: row.updated_at.toISOString(),
   };
 }
+
+/** A 400 naming one body field, in the same shape as schema validation errors. */
+function invalidField(field: string, message: string): AppError {
+  return new AppError('VALIDATION_FAILED', `${field} ${message}`, { fields: [{ field, message }] });
+}
+
+const TLS_PROTOCOLS: readonly BrokerProtocol[] = ['mqtts', 'wss'];
 
 function notFound(id: number): AppError {
   return new AppError('BROKER_NOT_FOUND', `No broker with id ${id}`);
@@ -149,18 +176,42 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerService {
   const encrypt = (password: string | null | undefined): string | null | undefined =>
     password === undefined ? undefined : password === null ? null : deps.secretBox.encrypt(password);
 
+  /** The checked, re-encoded CA text; throws a 400 naming `body.caCert`. */
+  const checkCaCert = (value: string | null | undefined): string | null | undefined => {
+    if (value === undefined || value === null) return value;
+    const parsed = parseCaCert(value, (deps.now ?? Date.now)());
+    if (!parsed.ok) throw invalidField('body.caCert', parsed.message);
+    return parsed.pem;
+  };
+  const checkCaCertProtocol = (caCert: string | null | undefined, protocol: BrokerProtocol): void => {
+    if (caCert !== undefined && caCert !== null && !TLS_PROTOCOLS.includes(protocol)) {
+      throw invalidField('body.caCert', `applies to mqtts and wss brokers only (this broker's protocol is ${protocol}); send null to clear it`);
+    }
+  };
+
+  const view = (row: BrokerRow): Broker => {
+    const broker = toBroker(row);
+    const state = deps.connections?.().find((c) => c.brokerId === row.id);
+    if (state !== undefined) {
+      broker.connection = { connected: state.connected, owner: state.owner, ...(state.lastError !== undefined ? { lastError: state.lastError } : {}) };
+    }
+    return broker;
+  };
+
   return {
     async list() {
-      return (await listBrokers(deps.db)).map(toBroker);
+      return (await listBrokers(deps.db)).map(view);
     },
 
     async get(id) {
       const row = await getBroker(deps.db, id);
       if (row === null) throw notFound(id);
-      return toBroker(row);
+      return view(row);
     },
 
     async create(input, actor) {
+      const caCert = checkCaCert(input.caCert);
+      checkCaCertProtocol(caCert, input.protocol);
       const record: BrokerRecord = {
         name: input.name,
         protocol: input.protocol,
@@ -171,7 +222,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerService {
         provisioner: input.provisioner ?? 'static',
         username: input.username ?? null,
         passwordEnc: encrypt(input.password) ?? null,
-        caCert: input.caCert ?? null,
+        caCert: caCert ?? null,
       };
       let row: BrokerRow | null;
       try {
@@ -186,7 +237,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerService {
       }
       log.info({ brokerId: row.id, name: row.name, url: brokerUrl(row.protocol, row.host, row.port) }, 'broker registered');
       changed(row.id, 'create');
-      return toBroker(row);
+      return view(row);
     },
 
     async update(id, patch, actor) {
@@ -199,7 +250,8 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerService {
       if (patch.status !== undefined) fields.status = patch.status;
       if (patch.provisioner !== undefined) fields.provisioner = patch.provisioner;
       if (patch.username !== undefined) fields.username = patch.username;
-      if (patch.caCert !== undefined) fields.caCert = patch.caCert;
+      const caCert = checkCaCert(patch.caCert);
+      if (caCert !== undefined) fields.caCert = caCert;
       const passwordEnc = encrypt(patch.password);
       if (passwordEnc !== undefined) fields.passwordEnc = passwordEnc;
 
@@ -208,6 +260,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerService {
         row = await deps.db.transaction(async (tx) => {
           const current = await getBroker(tx, id, { lock: 'update' });
           if (current === null) throw notFound(id);
+          checkCaCertProtocol(caCert, fields.protocol ?? current.protocol);
           if (fields.name !== undefined && (await brokerNameTaken(tx, fields.name, id))) throw nameTaken(fields.name);
           const updated = await updateBroker(tx, id, fields);
           if (updated === null) throw notFound(id);
@@ -219,7 +272,7 @@ export function createBrokerService(deps: BrokerServiceDeps): BrokerService {
       }
       log.info({ brokerId: id, fields: Object.keys(auditFields(patch)) }, 'broker updated');
       changed(id, 'update');
-      return toBroker(row);
+      return view(row);
     },
 
     async remove(id, actor) {
