@@ -17,6 +17,7 @@
  * `fallbackAfterMs`.
  */
 import { EventEmitter } from 'node:events';
+import type { SecureContext } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { nextDelay, statusTopic, type BackoffPolicy } from '@switchyard/protocol';
 import type { BrokerTarget } from './broker-target.ts';
@@ -28,6 +29,7 @@ import { JobEngine } from './jobs/job-engine.ts';
 import { changeBrokerHandler } from './jobs/change-broker-job.ts';
 import { ConnectionManager, DEFAULT_RECONNECT_BACKOFF } from './connection/connection-manager.ts';
 import { openMqttConnection, type MqttConnection } from './connection/mqtt-connection.ts';
+import { loadTrust } from './connection/ca-bundle.ts';
 import { createMigrationMachine, type MigrationMachineConfig } from './migration/migration-machine.ts';
 import { MigrationRunner, withTimeout } from './migration/migration-runner.ts';
 import type { MigrationState, MigrationStateEvent } from './migration/migration-types.ts';
@@ -57,7 +59,15 @@ export interface AgentOptions {
   configBackoff?: BackoffPolicy;
   /** CONNACK timeout of every connection, ms; default 10000. */
   connectTimeoutMs?: number;
-  /** PEM CA for `mqtts`/`wss` brokers. */
+  /**
+   * A move's first `migrating` report is held this long, ms, and dropped if the move switched meanwhile; default
+   * 250 (0 = report at once). See `MigrationRunnerOptions.migratingReportDelayMs`.
+   */
+  migratingReportDelayMs?: number;
+  /**
+   * PEM CA certificate(s) trusted for `mqtts`/`wss` brokers, besides Node's root store (see
+   * `connection/ca-bundle.ts`); replaces `config.caFile`. Checked at `start` (AgentConfigError when not PEM).
+   */
   ca?: string | string[];
   /** Most messages pending in the publish queue; default 1000. */
   maxQueuedMessages?: number;
@@ -181,6 +191,8 @@ export function createAgent(options: AgentOptions): Agent {
   let runner: MigrationRunner | null = null;
   let heartbeat: Heartbeat | null = null;
   let connectionSeq = 0;
+  /** The CAs for mqtts/wss, settled at `start` (undefined: Node's default store). */
+  let trust: SecureContext | undefined;
   const bootAbort = new AbortController();
 
   /** Opens a connection wired to the shadow client. */
@@ -191,7 +203,7 @@ export function createAgent(options: AgentOptions): Agent {
       deviceToken: config.deviceToken,
       id: `b${target.brokerId}#${++connectionSeq}`,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
-      ...(options.ca !== undefined ? { ca: options.ca } : {}),
+      ...(trust !== undefined ? { trust } : {}),
       log: rootLog.child({ component: 'mqtt' }),
       clock,
     });
@@ -285,7 +297,11 @@ export function createAgent(options: AgentOptions): Agent {
   manager.on('disconnected', () => poller.mqttDown());
   manager.on('connectFailed', () => poller.mqttDown());
 
-  shadow.on('assignment', ({ target, version, reported }) => runner?.shadowDocument({ assignment: { target, version }, reported }));
+  shadow.on('assignment', ({ target, version, reported, fromDelta }) => {
+    if (!fromDelta) runner?.shadowDocument({ assignment: { target, version }, reported });
+    // A delta is no document: the assignment alone (no "report what it runs" step).
+    else if (channels.has('shadow')) runner?.dispatch({ type: 'assignment', target, version, source: 'shadow' });
+  });
   shadow.on('noAssignment', ({ reported }) => runner?.shadowDocument({ reported }));
   shadow.on('assignmentChanged', ({ version }) => {
     if (channels.has('shadow')) requestShadow(`delta v${version}`);
@@ -299,6 +315,8 @@ export function createAgent(options: AgentOptions): Agent {
       if (lifecycle !== 'stopped') throw new Error(`agent already ${lifecycle}`);
       lifecycle = 'starting';
       try {
+        // Before anything connects: a bad CA file is a configuration error, reported at once.
+        trust = await loadTrust({ ca: options.ca, caFile: config.caFile });
         const persisted = await boot();
         if (lifecycle !== 'starting') throw new AgentStartError('STOPPED_WHILE_STARTING', 'agent stopped while starting');
         runner = new MigrationRunner({
@@ -313,6 +331,7 @@ export function createAgent(options: AgentOptions): Agent {
           clock,
           log: rootLog,
           closeTimeoutMs: stopTimeoutMs,
+          ...(options.migratingReportDelayMs !== undefined ? { migratingReportDelayMs: options.migratingReportDelayMs } : {}),
         });
         runner.on('migration:state', (event) => emitter.emit('migration:state', event));
         if (commands) runner.on('migration:state', (event) => commands.onMigrationState(event));

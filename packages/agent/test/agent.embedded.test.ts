@@ -7,6 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -243,6 +244,51 @@ describe('agent (embedded server: PGlite + two Aedes brokers)', () => {
       const m = await shadowMqtt(env, device.uuid);
       return m?.status === 'connected' && m.brokerId === b1 && m.error === undefined;
     }, { message: 'reported connected on broker 1, error cleared' });
+    await agent.stop();
+  });
+
+  it('holds the "migrating" report of a first attempt: a slow move reports it after the hold, a superseded one never', { timeout: 60_000 }, async () => {
+    // A broker that accepts TCP and never answers CONNECT: the move stays in `connecting` until its timeout.
+    const sockets = new Set<import('node:net').Socket>();
+    const blackHole = net.createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => sockets.delete(s));
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => blackHole.listen(port, '127.0.0.1', resolve));
+    cleanups.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => blackHole.close(resolve));
+    });
+    const silent = await env.api('POST', '/api/v1/brokers', makeBroker({ port }));
+    assert.ok(silent.status === 201 || silent.status === 200, `register broker: ${silent.status}`);
+    const b0 = env.brokers[0]!.id;
+    const device = await env.createDevice({ brokerIndex: 0 });
+    const agent = await startAgent(device, await tempDir(), { migratingReportDelayMs: 300 });
+    const transitions: MigrationStateEvent[] = [];
+    agent.on('migration:state', (e) => transitions.push(e));
+    const connected = untilConnected(agent, b0);
+    await agent.start();
+    await connected;
+    await waitFor(async () => (await shadowMqtt(env, device.uuid))?.status === 'connected', { message: 'reported connected on broker 0' });
+
+    await assign(env, device.uuid, silent.body.id);
+    const startedAt = await waitFor(() => transitions.find((t) => t.to === 'connecting')?.at ?? null, { message: 'move started' });
+    const m = await waitFor(async () => {
+      const r = await shadowMqtt(env, device.uuid);
+      return r?.status === 'migrating' ? r : null;
+    }, { timeoutMs: 8_000, message: 'reported.mqtt status migrating' });
+    assert.equal(m.targetBrokerId, silent.body.id);
+    assert.equal(m.brokerId, b0, 'reported through the broker it is on');
+    const migrations = await env.api('GET', `/api/v1/devices/${device.uuid}/migrations`);
+    assert.equal(migrations.body.items[0]?.status, 'migrating');
+    assert.ok(Date.parse(migrations.body.items[0]!.migratingAt) - startedAt >= 250, 'not before the hold ended');
+
+    // A newer assignment (back to where it is) ends the move; nothing held is sent afterwards.
+    await assign(env, device.uuid, b0);
+    await waitFor(() => transitions.at(-1)?.to === 'idle', { message: 'idle again' });
+    await waitFor(async () => (await shadowMqtt(env, device.uuid))?.status === 'connected', { message: 'reported connected again' });
     await agent.stop();
   });
 

@@ -59,6 +59,12 @@ export interface MigrationRunnerOptions {
   log: Logger;
   /** Bound of a presence publish before a close, ms; default 2000. */
   closeTimeoutMs?: number;
+  /**
+   * How long the `migrating` report of a move's first attempt is held back, ms; default 250 (0 = sent at once).
+   * A move that switches sooner never sends it: the `connected` report says more, and the verification `get`
+   * through the new broker does not queue behind the durable write of a report nobody will read.
+   */
+  migratingReportDelayMs?: number;
 }
 
 /** Events of {@link MigrationRunner}. */
@@ -102,6 +108,8 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
   #lastReport: ReportEffect | null = null;
   #reportRetries = 0;
   #reportRetry: TimerHandle | null = null;
+  /** A held-back `migrating` report (see {@link MigrationRunnerOptions.migratingReportDelayMs}). */
+  #heldReport: { effect: ReportEffect; timer: TimerHandle } | null = null;
   /** While a `get` answer is processed: its `reported.mqtt`, to skip a `connected` report it already shows. */
   #documentReported: JsonObject | undefined;
 
@@ -151,6 +159,8 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
     await this.idle();
     if (this.#reportRetry !== null) this.#o.clock.clearTimeout(this.#reportRetry);
     this.#reportRetry = null;
+    if (this.#heldReport !== null) this.#o.clock.clearTimeout(this.#heldReport.timer);
+    this.#heldReport = null;
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
     for (const attemptId of [...this.#newConns.keys()]) this.#closeNew(attemptId, 'agent stopping', false);
     while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
@@ -387,6 +397,30 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
   }
 
   #report(effect: ReportEffect): void {
+    if (this.#heldReport !== null) {
+      // A later report supersedes the held `migrating` one (or this is that one, its time come).
+      this.#o.clock.clearTimeout(this.#heldReport.timer);
+      this.#heldReport = null;
+    }
+    const delay = this.#o.migratingReportDelayMs ?? 250;
+    if (effect.status === 'migrating' && effect.attempt === 0 && delay > 0 && !this.#stopped) {
+      const held = {
+        effect,
+        timer: this.#o.clock.setTimeout(() => {
+          if (this.#heldReport !== held) return;
+          this.#heldReport = null;
+          const s = this.#state;
+          // Still moving to that target: say so now.
+          if ((s.name === 'connecting' || s.name === 'verifying') && s.assignmentVersion === effect.assignmentVersion) this.#sendReport(effect);
+        }, delay),
+      };
+      this.#heldReport = held;
+      return;
+    }
+    this.#sendReport(effect);
+  }
+
+  #sendReport(effect: ReportEffect): void {
     if (effect.status === 'connected' && effect.previousBrokerId === undefined && reportsConnectedTo(this.#documentReported, effect.broker)) {
       // An assignment for the broker the device is on, answered by a document that already says so: every
       // report bumps the shadow version, and a version bump is what re-delivers that assignment — skip it.
@@ -426,7 +460,7 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
         this.#log.info({ err: message(err), status: effect.status, retryInMs: Math.round(delay) }, 'no answer to a report; sending it again');
         this.#reportRetry = this.#o.clock.setTimeout(() => {
           this.#reportRetry = null;
-          if (!this.#stopped && this.#lastReport === effect) this.#report(effect);
+          if (!this.#stopped && this.#lastReport === effect) this.#sendReport(effect);
         }, delay);
       },
     );

@@ -82,6 +82,21 @@ describe('shadow-client', () => {
     assert.deepEqual(events, [['assignmentChanged', { version: 4, via: A }]]);
   });
 
+  it('takes a delta naming a whole, valid broker as the assignment itself (no get), at the delta version', () => {
+    const { shadow, events } = setup();
+    shadow.handleMessage(A, `${base}/update/delta`, buf({ state: { mqtt: desired }, version: 7 }));
+    // Whole but invalid (a URL that disagrees with host/port), or without a usable version: fall back to a get.
+    shadow.handleMessage(A, `${base}/update/delta`, buf({ state: { mqtt: { ...desired, broker: 'mqtt://evil:1' } }, version: 8 }));
+    shadow.handleMessage(A, `${base}/update/delta`, buf({ state: { mqtt: desired } }));
+    assert.deepEqual(events, [
+      ['assignment', { target: events[0]![1].target, version: 7, reported: undefined, via: A, fromDelta: true }],
+      ['assignmentChanged', { version: 8, via: A }],
+      ['assignmentChanged', { version: 0, via: A }],
+    ]);
+    assert.equal(events[0]![1].target.brokerId, 2);
+    assert.equal(events[0]![1].target.url, 'mqtt://127.0.0.1:1884');
+  });
+
   it('ignores malformed payloads, invalid assignments and other devices or shadows', () => {
     const { shadow, events } = setup();
     shadow.handleMessage(A, `${base}/get/accepted`, buf('not json'));

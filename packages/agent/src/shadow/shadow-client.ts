@@ -10,9 +10,11 @@
  * - `get/accepted` → an `assignment` event when `state.desired.mqtt` is a valid broker (version = shadow
  *   version), or `noAssignment` when the shadow has none;
  * - `get/rejected` 404 → `noAssignment` (no shadow yet: stay where you are);
- * - `update/delta` whose `state.mqtt` touches the broker → `assignmentChanged`: a delta carries only the
- *   *differing leaves*, so the agent answers it with a `get` (the contract's recommendation) rather than
- *   patching a target together.
+ * - `update/delta` whose `state.mqtt` touches the broker: a delta carries only the *differing leaves*. When it
+ *   holds every key of a broker target (`brokerId`, `broker`, `protocol`, `host`, `port` — the usual case for a
+ *   move, since `reported.mqtt` never holds the last three) and they form a valid target, it is the whole
+ *   assignment → `assignment` at once, with the delta's version (saves a round trip before the move starts);
+ *   otherwise → `assignmentChanged`, which the agent answers with a `get` rather than patching a target together.
  * Payloads are untrusted: anything malformed is logged and ignored.
  */
 import { EventEmitter } from 'node:events';
@@ -64,11 +66,14 @@ export interface ShadowClientOptions {
 
 /** Events of {@link ShadowClient}. */
 export interface ShadowClientEvents {
-  /** `get/accepted` named a broker in `desired.mqtt`. `reported` is `reported.mqtt` (if any) of that document. */
-  assignment: [info: { target: BrokerTarget; version: number; reported: JsonObject | undefined; via: ReplySource }];
+  /**
+   * `get/accepted` named a broker in `desired.mqtt` (`reported` is `reported.mqtt`, if any, of that document), or
+   * a delta held a whole broker target (`fromDelta`, `reported` undefined).
+   */
+  assignment: [info: { target: BrokerTarget; version: number; reported: JsonObject | undefined; via: ReplySource; fromDelta?: boolean }];
   /** A `get` answer without an assignment (404, or no `desired.mqtt`). `version` 0 when there is no shadow. */
   noAssignment: [info: { version: number; reported: JsonObject | undefined; via: ReplySource }];
-  /** A delta touched `desired.mqtt`: do a `get`. */
+  /** A delta touched `desired.mqtt` but did not name a whole broker: do a `get`. */
   assignmentChanged: [info: { version: number; via: ReplySource }];
 }
 
@@ -210,6 +215,13 @@ export class ShadowClient extends EventEmitter<ShadowClientEvents> {
     const touches = !isObject(mqtt) || TARGET_KEYS.some((k) => Object.prototype.hasOwnProperty.call(mqtt, k));
     if (!touches) return; // keys this agent neither reads nor reports: a get would only loop
     const version = typeof msg.version === 'number' ? msg.version : 0;
+    if (isObject(mqtt) && Number.isSafeInteger(version) && version > 0 && TARGET_KEYS.every((k) => Object.prototype.hasOwnProperty.call(mqtt, k))) {
+      const target = brokerTargetFromDesired(mqtt);
+      if (target.ok) {
+        this.emit('assignment', { target: target.value, version, reported: undefined, via, fromDelta: true });
+        return;
+      }
+    }
     this.emit('assignmentChanged', { version, via });
   }
 
