@@ -119,6 +119,23 @@ export function assignmentContract(kind: 'embedded' | 'postgres', skip: string |
       assert.equal(list.body.total, 1);
     });
 
+    it('publishes the whole desired.mqtt in the delta even where the device already reports it (assigned back mid-move)', async () => {
+      const [a, b] = env.brokers;
+      const d = await onlineDevice(0);
+      const here = { brokerId: a!.id, broker: `mqtt://${a!.host}:${a!.port}`, protocol: 'mqtt', host: a!.host, port: a!.port };
+      await report(d.client, d.uuid, { ...here, status: 'connected' });
+      assert.equal((await env.api('PUT', `/api/v1/devices/${d.uuid}/broker`, { brokerId: b!.id })).status, 200);
+      await d.client.waitFor((m) => m.topic === `${stateBase(d.uuid)}/update/delta` && m.payload.state.mqtt.brokerId === b!.id);
+      await report(d.client, d.uuid, { ...here, status: 'migrating', targetBrokerId: b!.id });
+      // Back to A: desired.mqtt now equals what the device reports, leaf for leaf. AWS's delta would be empty.
+      const back = await env.api('PUT', `/api/v1/devices/${d.uuid}/broker`, { brokerId: a!.id });
+      assert.equal(back.status, 200);
+      const delta = await d.client.waitFor((m) => m.topic === `${stateBase(d.uuid)}/update/delta` && m.payload.version === back.body.shadowVersion);
+      assert.deepEqual(delta.payload.state.mqtt, here);
+      assert.deepEqual(Object.keys(delta.payload.metadata.mqtt).sort(), Object.keys(here).sort());
+      await d.client.close();
+    });
+
     it('refuses bad assignments with specific errors and changes nothing', async () => {
       const d = await env.createDevice();
       const cases: Array<[unknown, number, string]> = [

@@ -265,20 +265,21 @@ describe('agent (embedded server: PGlite + two Aedes brokers)', () => {
     assert.ok(silent.status === 201 || silent.status === 200, `register broker: ${silent.status}`);
     const b0 = env.brokers[0]!.id;
     const device = await env.createDevice({ brokerIndex: 0 });
-    const agent = await startAgent(device, await tempDir(), { migratingReportDelayMs: 300 });
+    // A long connect timeout: the move stays in its first attempt, so only the held report can say `migrating`.
+    const agent = await startAgent(device, await tempDir(), { migratingReportDelayMs: 300, migration: { ...FAST.migration, connectTimeoutMs: 30_000 } });
     const transitions: MigrationStateEvent[] = [];
     agent.on('migration:state', (e) => transitions.push(e));
     const connected = untilConnected(agent, b0);
     await agent.start();
     await connected;
-    await waitFor(async () => (await shadowMqtt(env, device.uuid))?.status === 'connected', { message: 'reported connected on broker 0' });
+    await waitFor(async () => (await shadowMqtt(env, device.uuid))?.status === 'connected', { timeoutMs: 20_000, message: 'reported connected on broker 0' });
 
     await assign(env, device.uuid, silent.body.id);
-    const startedAt = await waitFor(() => transitions.find((t) => t.to === 'connecting')?.at ?? null, { message: 'move started' });
+    const startedAt = await waitFor(() => transitions.find((t) => t.to === 'connecting')?.at ?? null, { timeoutMs: 20_000, message: 'move started' });
     const m = await waitFor(async () => {
       const r = await shadowMqtt(env, device.uuid);
       return r?.status === 'migrating' ? r : null;
-    }, { timeoutMs: 8_000, message: 'reported.mqtt status migrating' });
+    }, { timeoutMs: 20_000, message: 'reported.mqtt status migrating' });
     assert.equal(m.targetBrokerId, silent.body.id);
     assert.equal(m.brokerId, b0, 'reported through the broker it is on');
     const migrations = await env.api('GET', `/api/v1/devices/${device.uuid}/migrations`);
@@ -287,8 +288,11 @@ describe('agent (embedded server: PGlite + two Aedes brokers)', () => {
 
     // A newer assignment (back to where it is) ends the move; nothing held is sent afterwards.
     await assign(env, device.uuid, b0);
-    await waitFor(() => transitions.at(-1)?.to === 'idle', { message: 'idle again' });
-    await waitFor(async () => (await shadowMqtt(env, device.uuid))?.status === 'connected', { message: 'reported connected again' });
+    await waitFor(() => transitions.at(-1)?.to === 'idle', { timeoutMs: 20_000, message: 'idle again' }).catch(async (err: Error) => {
+      const shadowNow = await env.api('GET', `/api/v1/devices/${device.uuid}/shadows/device-state`);
+      throw new Error(`${err.message}; transitions ${JSON.stringify(transitions.map((t) => [t.from, t.to, t.cause, t.version, t.reason]))}; shadow ${JSON.stringify(shadowNow.body)}`);
+    });
+    await waitFor(async () => (await shadowMqtt(env, device.uuid))?.status === 'connected', { timeoutMs: 20_000, message: 'reported connected again' });
     await agent.stop();
   });
 

@@ -11,9 +11,9 @@
  *   version), or `noAssignment` when the shadow has none;
  * - `get/rejected` 404 → `noAssignment` (no shadow yet: stay where you are);
  * - `update/delta` whose `state.mqtt` touches the broker: a delta carries only the *differing leaves*. When it
- *   holds every key of a broker target (`brokerId`, `broker`, `protocol`, `host`, `port` — the usual case for a
- *   move, since `reported.mqtt` never holds the last three) and they form a valid target, it is the whole
- *   assignment → `assignment` at once, with the delta's version (saves a round trip before the move starts);
+ *   holds every key of a broker target (`brokerId`, `broker`, `protocol`, `host`, `port` — the server's
+ *   assignment deltas always carry the whole `desired.mqtt`, docs/protocol.md) and they form a valid target, it
+ *   is the whole assignment → `assignment` at once, with the delta's version (no round trip before the move);
  *   otherwise → `assignmentChanged`, which the agent answers with a `get` rather than patching a target together.
  * Payloads are untrusted: anything malformed is logged and ignored.
  */

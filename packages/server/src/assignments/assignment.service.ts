@@ -22,7 +22,7 @@
  * - `poll`: nothing is published; the device learns it from `GET /devices/:uuid/config`.
  */
 import { randomUUID } from 'node:crypto';
-import { BROKER_SHADOW, applyUpdate, commandTopic, shadowTopic, type JsonObject, type Namespace } from '@switchyard/protocol';
+import { BROKER_SHADOW, applyUpdate, commandTopic, projectMetadata, shadowTopic, type JsonObject, type Namespace, type ShadowDeltaMessage } from '@switchyard/protocol';
 import type { Db, Queryable } from '../db/db.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
@@ -174,8 +174,8 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
         if (typeof id === 'number') via.add(id);
       }
       const rows: NewOutboxRow[] = [];
-      if (o.channel === 'shadow' && update.delta) {
-        const body = JSON.stringify(update.delta);
+      if (o.channel === 'shadow') {
+        const body = JSON.stringify(assignmentDelta(update.delta, update.document.metadata.desired, target as unknown as JsonObject, version, now));
         for (const viaBroker of via) {
           for (const ns of namespaces) {
             rows.push({
@@ -187,14 +187,15 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
           }
         }
       } else if (o.channel === 'command' && commandId) {
+        const sentAt = clock.now(); // one reading: expiresAt - timestamp is exactly the TTL
         const command: BrokerChangeCommand = {
           command: 'change-broker',
           brokerId,
           broker: { protocol: target.protocol, host: target.host, port: target.port },
-          timestamp: new Date(clock.now()).toISOString(),
+          timestamp: new Date(sentAt).toISOString(),
           commandId,
           version,
-          expiresAt: new Date(clock.now() + commandTtlSeconds * 1000).toISOString(),
+          expiresAt: new Date(sentAt + commandTtlSeconds * 1000).toISOString(),
         };
         const body = JSON.stringify(command);
         for (const viaBroker of via) {
@@ -347,3 +348,14 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
 }
 
 export type AssignmentService = ReturnType<typeof createAssignmentService>;
+
+/**
+ * The `update/delta` an assignment publishes: AWS's delta, except that `mqtt` is always the whole assignment, leaves
+ * the device already reports included. AWS's rule (only the leaves that differ) would publish nothing — or only
+ * some leaves — when a device in the middle of a move is assigned back to the broker it still reports: it would
+ * go on moving, never told. With the whole target the agent also starts a move straight from the delta.
+ */
+export function assignmentDelta(delta: ShadowDeltaMessage | undefined, desiredMeta: JsonObject | undefined, target: JsonObject, version: number, now: number): ShadowDeltaMessage {
+  const state: JsonObject = { ...(delta?.state ?? {}), mqtt: target };
+  return { state, metadata: { ...(delta?.metadata ?? {}), ...projectMetadata({ mqtt: target }, desiredMeta) }, version, timestamp: now };
+}
