@@ -56,7 +56,15 @@ export const TEST_ADMIN_TOKEN = 'sya_test-admin-token-0123456789abcdef';
 let seq = 0;
 export const uniqueId = (prefix = 'dev'): string => `${prefix}-${process.pid}-${Date.now().toString(36)}-${++seq}`;
 
-export async function startTestSwitchyard(kind: TestKind, opts: { brokers?: number; env?: Record<string, string> } = {}): Promise<TestEnv> {
+export async function startTestSwitchyard(
+  kind: TestKind,
+  opts: {
+    brokers?: number;
+    env?: Record<string, string>;
+    /** Every log line of the server (and of instances started later), as written, at `level` (default `debug`). */
+    captureLog?: { lines: string[]; level?: string };
+  } = {},
+): Promise<TestEnv> {
   const brokerCount = opts.brokers ?? 2;
   const dataDir = await mkdtemp(join(tmpdir(), 'sy-test-'));
   const cleanups: Array<() => Promise<void>> = [() => rm(dataDir, { recursive: true, force: true })];
@@ -89,7 +97,12 @@ export async function startTestSwitchyard(kind: TestKind, opts: { brokers?: numb
       }
     }
     const config = loadConfig(env);
-    const log = env.LOG_LEVEL === 'silent' ? silentLogger() : createLogger({ level: env.LOG_LEVEL });
+    const capture = opts.captureLog;
+    const log = capture
+      ? createLogger({ level: capture.level ?? 'debug', destination: { write: (line: string) => void capture.lines.push(line) } })
+      : env.LOG_LEVEL === 'silent'
+        ? silentLogger()
+        : createLogger({ level: env.LOG_LEVEL });
     let instances = 1;
     const sy = await startSwitchyard({ config, log });
     cleanups.push(() => sy.stop());

@@ -17,7 +17,8 @@ export function channelsContract(kind: 'embedded' | 'postgres', skip: string | f
   describe(`assignment channels, server side (${kind})`, { skip }, () => {
     let env: TestEnv;
     before(async () => {
-      env = await startTestSwitchyard(kind, { env: { SWITCHYARD_COMMAND_TTL_S: '30' } });
+      // Per-device limits off: one test sends 31 command acks at once to check the bounded ack list.
+      env = await startTestSwitchyard(kind, { env: { SWITCHYARD_COMMAND_TTL_S: '30', SWITCHYARD_DEVICE_RATE_LIMIT: '0', SWITCHYARD_DEVICE_MAX_IN_FLIGHT: '0' } });
     });
     after(async () => {
       await env?.stop();

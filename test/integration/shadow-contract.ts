@@ -10,7 +10,9 @@ export function shadowContract(kind: 'embedded' | 'postgres', skip: string | fal
   describe(`shadow service (${kind})`, { skip }, () => {
     let env: TestEnv;
     before(async () => {
-      env = await startTestSwitchyard(kind);
+      // Per-device limits off: one test sends 120 concurrent requests for one device (serialisation, not
+      // throttling, is under test here; test/integration/device-limits.test.ts covers the limits).
+      env = await startTestSwitchyard(kind, { env: { SWITCHYARD_DEVICE_RATE_LIMIT: '0', SWITCHYARD_DEVICE_MAX_IN_FLIGHT: '0' } });
     });
     after(async () => {
       await env?.stop();

@@ -29,6 +29,8 @@ describe('loadConfig', () => {
       logLevel: 'info',
       shadowBatchMax: 500,
       shadowQueueMax: 2000,
+      deviceRateLimit: 20,
+      deviceMaxInFlight: 10,
       migrationTimeoutSeconds: 120,
       migrationSweepMs: 5000,
       defaultChannel: 'shadow',
@@ -82,6 +84,13 @@ describe('loadConfig', () => {
     assert.equal(c.shadowBatchMax, 100);
   });
 
+  it('reads the per-device limits; 0 turns a limit off', () => {
+    const c = loadConfig({ SWITCHYARD_DEVICE_RATE_LIMIT: '50', SWITCHYARD_DEVICE_MAX_IN_FLIGHT: '0' });
+    assert.equal(c.deviceRateLimit, 50);
+    assert.equal(c.deviceMaxInFlight, 0);
+    assert.equal(loadConfig({ SWITCHYARD_DEVICE_RATE_LIMIT: '0' }).deviceRateLimit, 0);
+  });
+
   it('has no embedded brokers with DATABASE_URL unless asked, and none with "none"', () => {
     assert.deepEqual(loadConfig({ DATABASE_URL: 'postgresql://localhost/sy' }).embeddedBrokers, []);
     assert.deepEqual(loadConfig({ SWITCHYARD_EMBEDDED_BROKERS: 'none' }).embeddedBrokers, []);
@@ -106,6 +115,11 @@ describe('loadConfig', () => {
     ['SWITCHYARD_DEMO_DEVICES', { SWITCHYARD_DEMO_DEVICES: 'many' }, /from 0 to 1000, got "many"/],
     ['SWITCHYARD_DEMO_DEVICES', { SWITCHYARD_DEMO_DEVICES: '1001' }, /got "1001"/],
     ['SWITCHYARD_SHADOW_BATCH_MAX', { SWITCHYARD_SHADOW_BATCH_MAX: '0' }, /from 1 to 100000, got "0"/],
+    ['SWITCHYARD_DEVICE_RATE_LIMIT', { SWITCHYARD_DEVICE_RATE_LIMIT: '20/s' }, /^SWITCHYARD_DEVICE_RATE_LIMIT must be a whole number from 0 to 100000, got "20\/s"$/],
+    ['SWITCHYARD_DEVICE_RATE_LIMIT', { SWITCHYARD_DEVICE_RATE_LIMIT: '-5' }, /got "-5"/],
+    ['SWITCHYARD_DEVICE_RATE_LIMIT', { SWITCHYARD_DEVICE_RATE_LIMIT: '100001' }, /from 0 to 100000, got "100001"/],
+    ['SWITCHYARD_DEVICE_MAX_IN_FLIGHT', { SWITCHYARD_DEVICE_MAX_IN_FLIGHT: '2.5' }, /^SWITCHYARD_DEVICE_MAX_IN_FLIGHT must be a whole number from 0 to 100000, got "2.5"$/],
+    ['SWITCHYARD_DEVICE_MAX_IN_FLIGHT', { SWITCHYARD_DEVICE_MAX_IN_FLIGHT: 'ten' }, /got "ten"/],
     ['LOG_LEVEL', { LOG_LEVEL: 'verbose' }, /^LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"$/],
     ['DATABASE_URL', { DATABASE_URL: 'mysql://root:topsecret@db/x' }, /postgres:\/\//],
     ['DATABASE_URL', { DATABASE_URL: 'not a url topsecret' }, /not a valid URL/],

@@ -42,6 +42,17 @@ export interface Config {
   shadowBatchMax: number;
   /** Shadow requests waiting per batch lane before new ones get 429 (`SWITCHYARD_SHADOW_QUEUE_MAX`, 1–1000000). Default 2000. */
   shadowQueueMax: number;
+  /**
+   * Requests per second one device may make (`SWITCHYARD_DEVICE_RATE_LIMIT`, 0–100000; 0 = no limit), counted per
+   * device and per kind (shadow requests; jobs requests; status and command acks), each with a burst of one
+   * second's worth. Above it a shadow request gets 429 and a jobs request `RequestThrottled`. Default 20 (AWS IoT).
+   */
+  deviceRateLimit: number;
+  /**
+   * Requests of one device admitted and not yet answered (`SWITCHYARD_DEVICE_MAX_IN_FLIGHT`, 0–100000; 0 = no bound);
+   * one more is refused like a request over the rate. Default 10 (AWS IoT).
+   */
+  deviceMaxInFlight: number;
   /** Seconds an assignment may take before its migration becomes `timed_out` (`SWITCHYARD_MIGRATION_TIMEOUT_S`, 1–86400). Default 120. */
   migrationTimeoutSeconds: number;
   /** How often overdue migrations are looked for, in ms (`SWITCHYARD_MIGRATION_SWEEP_MS`, 100–600000). Default 5000. */
@@ -111,6 +122,8 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: parseLogLevel(read('LOG_LEVEL')),
     shadowBatchMax: parseInteger('SWITCHYARD_SHADOW_BATCH_MAX', read('SWITCHYARD_SHADOW_BATCH_MAX'), { min: 1, max: 100_000, fallback: 500 }),
     shadowQueueMax: parseInteger('SWITCHYARD_SHADOW_QUEUE_MAX', read('SWITCHYARD_SHADOW_QUEUE_MAX'), { min: 1, max: 1_000_000, fallback: 2000 }),
+    deviceRateLimit: parseInteger('SWITCHYARD_DEVICE_RATE_LIMIT', read('SWITCHYARD_DEVICE_RATE_LIMIT'), { min: 0, max: 100_000, fallback: 20 }),
+    deviceMaxInFlight: parseInteger('SWITCHYARD_DEVICE_MAX_IN_FLIGHT', read('SWITCHYARD_DEVICE_MAX_IN_FLIGHT'), { min: 0, max: 100_000, fallback: 10 }),
     migrationTimeoutSeconds: parseInteger('SWITCHYARD_MIGRATION_TIMEOUT_S', read('SWITCHYARD_MIGRATION_TIMEOUT_S'), { min: 1, max: 86_400, fallback: 120 }),
     migrationSweepMs: parseInteger('SWITCHYARD_MIGRATION_SWEEP_MS', read('SWITCHYARD_MIGRATION_SWEEP_MS'), { min: 100, max: 600_000, fallback: 5000 }),
     defaultChannel: parseChannel(read('SWITCHYARD_DEFAULT_CHANNEL')),

@@ -20,6 +20,11 @@ import { createShadowService, type ShadowService } from './shadows/shadow.servic
 import { shadowRoutes } from './shadows/shadows.routes.ts';
 import { startAedesBroker, type AedesBrokerHandle } from './embedded/aedes-broker.ts';
 import { createEmbeddedAuth } from './embedded/embedded-auth.ts';
+import { kickDeviceSessions } from './embedded/aedes-broker.ts';
+import { createDynsecControl } from './provisioning/dynsec-control.ts';
+import { createDynsecProvisioner } from './provisioning/dynsec-provisioner.ts';
+import { DEVICE_CREDENTIALS_CHANNEL, createProvisioningService } from './provisioning/provisioning.service.ts';
+import { CREDENTIAL_KINDS } from './outbox/outbox.store.ts';
 import { registerEmbeddedBrokers } from './embedded/embedded-brokers.ts';
 import { createAssignmentService, type AssignmentService } from './assignments/assignment.service.ts';
 import { assignmentRoutes } from './assignments/assignments.routes.ts';
@@ -33,6 +38,7 @@ import { eventRoutes } from './events/events.routes.ts';
 import { createJobsService, type JobsService } from './jobs/jobs.service.ts';
 import { createJobsMqtt, type JobsMqtt } from './jobs/jobs-mqtt.ts';
 import { jobRoutes } from './jobs/jobs.routes.ts';
+import { createDeviceLimiter, describeRefusal } from './shadows/device-limiter.ts';
 
 export interface Switchyard {
   app: FastifyInstance;
@@ -108,11 +114,30 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       namespaces,
       onJobChange: (j) => jobLog.debug({ jobId: j.jobId, deviceUuid: j.deviceUuid, status: j.status, versionNumber: j.versionNumber }, `job ${j.status}`),
     });
+    // Device accounts on brokers (provisioning/): dynsec commands go through the pool's connections (`pool` is
+    // created below; nothing calls these before it exists).
+    const dynsecControl = createDynsecControl({
+      transport: {
+        publish: (brokerId, topic, payload, o) => pool.publish(brokerId, topic, payload, o),
+        listen: (brokerId, topic, handler) => pool.listen(brokerId, topic, handler),
+      },
+      log,
+      clock,
+    });
+    const kickLocal = (uuid: string): void => {
+      for (const b of embeddedBrokers) kickDeviceSessions(b.broker, uuid);
+    };
+    const provisioning = createProvisioningService({ db, log, secretBox, dynsec: createDynsecProvisioner(dynsecControl), kickLocal });
+    if (embeddedBrokers.length > 0) {
+      // A token rotated or a device deleted by another instance: its sessions on this process's brokers go too.
+      cleanups.push(await db.listen(DEVICE_CREDENTIALS_CHANNEL, kickLocal));
+    }
     const assignments = createAssignmentService({
       db,
       log,
       clock,
       namespaces,
+      provisioning,
       timeoutSeconds: config.migrationTimeoutSeconds,
       commandTtlSeconds: config.commandTtlSeconds,
       createChangeBrokerJob: (tx, ctx) => jobs.createChangeBrokerJob(tx, ctx),
@@ -132,6 +157,19 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
     let outbox: OutboxDispatcher | null = null;
     let jobsMqtt: JobsMqtt | null = null;
     const msgLog = log.child({ component: 'mqtt-router' });
+    // Status messages and command acks each cost a database write: the per-device limits apply to them too (one
+    // budget for both); over them a message is dropped (these topics have no reply).
+    const deviceLimits = { ratePerSecond: config.deviceRateLimit, maxInFlight: config.deviceMaxInFlight };
+    const messageLimiter = createDeviceLimiter(deviceLimits);
+    const limitedWrite = (brokerId: number, deviceUuid: string, what: string, write: () => Promise<void>): void => {
+      const admission = messageLimiter.tryAcquire(deviceUuid, clock.now());
+      if (!admission.ok) {
+        msgLog.debug({ brokerId, deviceUuid, reason: admission.reason }, `${what} dropped: ${describeRefusal(admission.reason, deviceLimits)}`);
+        return;
+      }
+      const release = (): void => messageLimiter.release(deviceUuid);
+      write().then(release, release);
+    };
     const pool = createBrokerPool({
       loadBrokers: () => listBrokerConnections(db, secretBox),
       subscriptions: [...namespaces.flatMap((ns) => SHADOW_REQUEST_SUBSCRIPTIONS(ns)), 'iot/device/+/status', 'iot/device/+/command/broker-change/ack', ...namespaces.flatMap((ns) => JOBS_REQUEST_SUBSCRIPTIONS(ns))],
@@ -140,14 +178,14 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       onMessage: (brokerId, topic, payload) => {
         const parsed = parseTopic(topic);
         if (parsed?.kind === 'status') {
-          void presence.handle(brokerId, parsed.deviceUuid, payload);
+          limitedWrite(brokerId, parsed.deviceUuid, 'status message', () => presence.handle(brokerId, parsed.deviceUuid, payload));
         } else if (parsed?.kind === 'shadow') {
           shadows?.handleMqtt(brokerId, topic, payload);
         } else if (parsed?.kind === 'jobs' || (parsed === null && topic.includes('/jobs/'))) {
           // Unparsable jobs topics too: they are answered `InvalidTopic`.
           jobsMqtt?.handleMqtt(brokerId, topic, payload);
         } else if (parsed?.kind === 'command' && parsed.ack) {
-          void assignments.recordCommandAck(brokerId, parsed.deviceUuid, payload);
+          limitedWrite(brokerId, parsed.deviceUuid, 'command ack', () => assignments.recordCommandAck(brokerId, parsed.deviceUuid, payload));
         } else {
           msgLog.debug({ brokerId, topic }, 'ignored message on an unknown topic');
         }
@@ -165,6 +203,8 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       namespaces,
       maxBatch: config.shadowBatchMax,
       maxQueued: config.shadowQueueMax,
+      deviceRateLimit: config.deviceRateLimit,
+      deviceMaxInFlight: config.deviceMaxInFlight,
       afterApply: (q, applied) => assignments.onShadowUpdates(q, applied),
       publisher: {
         publish(brokerId, topic, payload, qos) {
@@ -179,6 +219,9 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       jobs,
       namespaces,
       log,
+      deviceRateLimit: config.deviceRateLimit,
+      deviceMaxInFlight: config.deviceMaxInFlight,
+      now: () => clock.now(),
       publisher: {
         publish(brokerId, topic, payload, qos) {
           pool.publish(brokerId, topic, payload, { qos }).catch((err: Error) => {
@@ -190,6 +233,7 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
     jobsMqtt = jobsMqttRef;
     await pool.start();
     cleanups.push(() => pool.close());
+    cleanups.push(async () => dynsecControl.close());
     // Runs before the pool closes, so queued requests still get their replies.
     cleanups.push(() => shadowService.drain());
     cleanups.push(() => jobsMqttRef.drain());
@@ -199,17 +243,24 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       log,
       clock,
       async deliver(row) {
+        if (row.kind === 'broker.provision' || row.kind === 'broker.deprovision') {
+          await provisioning.deliver(row);
+          return;
+        }
         // A notification for a move that is already over (superseded, completed, timed out) is dropped.
         if (row.migrationId !== null && !(await isMigrationOpen(db, row.migrationId))) return;
         const p = row.payload;
         await pool.publish(p.brokerId, p.topic, p.body, { qos: p.qos, retain: p.retain ?? false });
       },
+      // Credential changes of one claim go side by side, so the dynsec control channel batches them.
+      concurrent: (row) => (CREDENTIAL_KINDS as readonly string[]).includes(row.kind),
       async onDelivered(row) {
         if (row.migrationId !== null) await assignments.onNotified(row.migrationId);
       },
     });
     await outbox.start();
     const outboxRef = outbox;
+    provisioning.bindOutbox((ids, timeoutMs) => outboxRef.waitDelivered(ids, timeoutMs));
     cleanups.push(() => outboxRef.stop());
 
     // Overdue migrations → timed_out; job timers (in-progress, step) run out whether or not the device talks →
@@ -228,6 +279,7 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       config,
       adminTokenHash: admin.hash,
       secretBox,
+      provisioning,
       brokerPool: { status: () => pool.status(), refresh: () => pool.refresh() },
       plugins: [
         { plugin: shadowRoutes, opts: { shadows: shadowService } },

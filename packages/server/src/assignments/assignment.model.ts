@@ -71,6 +71,11 @@ export interface CommandAckMessage {
 }
 
 const ACK_STATUSES: ReadonlySet<string> = new Set(['received', 'completed', 'failed']);
+// Control characters (NUL included) or a UTF-16 surrogate that is not part of a pair.
+// eslint-disable-next-line no-control-regex
+const UNSTORABLE_RE = /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+// eslint-disable-next-line no-control-regex
+const UNSTORABLE_RE_G = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /** Validates an ack payload; returns null when it is malformed (the caller logs and drops it). */
 export function parseCommandAck(payload: Buffer | string): CommandAckMessage | null {
@@ -82,10 +87,13 @@ export function parseCommandAck(payload: Buffer | string): CommandAckMessage | n
   }
   if (!isObject(body)) return null;
   const { commandId, status, error } = body;
-  if (typeof commandId !== 'string' || commandId.length === 0 || commandId.length > 128) return null;
+  // A command id is ours (a UUID): control characters or unpaired surrogates mean garbage, not a lookup (PostgreSQL
+  // refuses a NUL, and each such ack cost a failed query and a warning; found by test/integration/mqtt-fuzz.test.ts).
+  if (typeof commandId !== 'string' || commandId.length === 0 || commandId.length > 128 || UNSTORABLE_RE.test(commandId)) return null;
   if (typeof status !== 'string' || !ACK_STATUSES.has(status)) return null;
   if (error !== undefined && error !== null && typeof error !== 'string') return null;
-  return { commandId, status: status as CommandAck['status'], ...(typeof error === 'string' ? { error: error.slice(0, 500) } : {}) };
+  // The device's own words are kept, minus what cannot be stored.
+  return { commandId, status: status as CommandAck['status'], ...(typeof error === 'string' ? { error: error.slice(0, 500).replace(UNSTORABLE_RE_G, '\ufffd') } : {}) };
 }
 
 const iso = (d: Date | string | null): string | null => (d === null ? null : new Date(d).toISOString());

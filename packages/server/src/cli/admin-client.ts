@@ -37,6 +37,12 @@ export async function resolveClient(o: ClientOptions, env = process.env): Promis
       throw new CliError(`no admin token: pass --token, set SWITCHYARD_ADMIN_TOKEN, or run where ${file} exists`, 2);
     }
   }
+  // A token with whitespace or control characters cannot be sent as a header (fetch would fail as if the server were
+  // unreachable); say so without showing it.
+  // eslint-disable-next-line no-control-regex
+  if (/[\s\u0000-\u001f\u007f]/.test(token) || /[^\u0000-\u00ff]/.test(token)) {
+    throw new CliError('the admin token (--token, SWITCHYARD_ADMIN_TOKEN or the admin-token file) holds whitespace, control or non-Latin-1 characters (value not shown)', 2);
+  }
   return new AdminClient(base.toString().replace(/\/$/, ''), token);
 }
 

@@ -4,6 +4,8 @@
  * is missed). Exit code 0 when the device reports the move complete, 1 when it fails, times out or is
  * superseded, 2 for bad arguments.
  */
+import { DEVICE_UUID_RE } from '@switchyard/protocol';
+import { ASSIGNMENT_CHANNEL_NAMES } from '../config.ts';
 import { CliError, type AdminClient } from './admin-client.ts';
 
 const FINAL = new Set(['completed', 'failed', 'superseded', 'canceled', 'timed_out']);
@@ -43,7 +45,13 @@ export async function assignCommand(
   o: { channel?: string; wait: boolean; timeoutS: number },
   out: (line: string) => void,
 ): Promise<number> {
-  if (!/^[1-9][0-9]{0,9}$/.test(brokerIdRaw)) throw new CliError(`brokerId must be a positive integer, got ${JSON.stringify(brokerIdRaw)}`, 2);
+  if (!DEVICE_UUID_RE.test(uuid)) throw new CliError(`uuid must be 1-128 characters of A-Z, a-z, 0-9, ':', '_' and '-', got ${JSON.stringify(uuid.length > 140 ? `${uuid.slice(0, 140)}…` : uuid)}`, 2);
+  if (!/^[1-9][0-9]{0,9}$/.test(brokerIdRaw) || Number(brokerIdRaw) > 2_147_483_647) throw new CliError(`brokerId must be a positive integer (at most 2147483647), got ${JSON.stringify(brokerIdRaw)}`, 2);
+  if (o.channel !== undefined && !(ASSIGNMENT_CHANNEL_NAMES as readonly string[]).includes(o.channel)) {
+    throw new CliError(`--channel must be one of ${ASSIGNMENT_CHANNEL_NAMES.join(', ')}, got ${JSON.stringify(o.channel)}`, 2);
+  }
+  // A timer above 2^31-1 ms fires at once (Node clamps it to 1 ms): the bound keeps "wait a long time" meaning that.
+  if (!Number.isSafeInteger(o.timeoutS) || o.timeoutS < 1 || o.timeoutS > 86_400) throw new CliError(`--timeout must be 1-86400 seconds, got ${JSON.stringify(String(o.timeoutS))}`, 2);
   const started = Date.now();
   const ctrl = new AbortController();
   const timer = setTimeout(() => ctrl.abort(), o.timeoutS * 1000);

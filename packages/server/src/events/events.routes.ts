@@ -24,6 +24,12 @@ export const eventRoutes: FastifyPluginAsync<{ bus: EventBus; heartbeatMs?: numb
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      // A HEAD request gets the head alone: node ignores every write of a HEAD answer, so the stream would hold the
+      // connection (and a bus subscription) with nothing ever sent. Found by test/integration/http-fuzz.test.ts.
+      if (req.method === 'HEAD') {
+        res.end();
+        return;
+      }
       res.write(': switchyard events\n\n');
       const off = bus.subscribe((e) => {
         if (wanted && !wanted.has(e.type)) return;

@@ -7,7 +7,7 @@
  * - `/api/v1`: the auth hook first (bearer token → `request.principal`), then brokers, devices and any
  *   `deps.plugins` (e.g. the shadow routes), which therefore inherit authentication.
  *
- * JSON only (other content types → 415), bodies up to 256 KiB (→ 413). Every error answer is
+ * JSON only (other content types → 415), bodies up to 128 KiB (→ 413). Every error answer is
  * `{ error, message, code }` (see `error-handler.ts` and docs/errors.md). Answers carry `x-request-id`.
  */
 import { randomUUID } from 'node:crypto';
@@ -15,6 +15,11 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import { authPlugin, createTokenCache } from '../auth/auth.plugin.ts';
+import { auditRoutes } from '../audit/audit.routes.ts';
+import { createAuditService } from '../audit/audit.service.ts';
+import { requestAuditPlugin } from '../audit/request-audit.ts';
+import { tokenRoutes } from '../tokens/tokens.routes.ts';
+import { createTokenService } from '../tokens/tokens.service.ts';
 import { brokerRoutes } from '../brokers/brokers.routes.ts';
 import { createBrokerService } from '../brokers/brokers.service.ts';
 import type { Config } from '../config.ts';
@@ -22,16 +27,23 @@ import type { SecretBox } from '../crypto/secret-box.ts';
 import type { Db } from '../db/db.ts';
 import { deviceRoutes } from '../devices/devices.routes.ts';
 import { createDeviceService } from '../devices/devices.service.ts';
+import { DEVICE_CREDENTIALS_CHANNEL, type ProvisioningService } from '../provisioning/provisioning.service.ts';
 import type { Logger } from '../log.ts';
 import { installErrorHandling, sendError } from './error-handler.ts';
+import { createClientErrorHandler } from './client-errors.ts';
+import { installJsonBodyParser } from './json-body.ts';
 import { healthRoutes, type BrokerPoolView } from './health.routes.ts';
 import { createValidatorFactory } from './validation.ts';
 
 export type { BrokerPoolStatus, BrokerPoolView } from './health.routes.ts';
 export type { Principal, AdminScope } from '../auth/auth.plugin.ts';
 
-/** Largest accepted request body, bytes (256 KiB). */
-export const BODY_LIMIT = 256 * 1024;
+/**
+ * Largest accepted request body, bytes (128 KiB): the largest legitimate body is a shadow update, whose payload AWS
+ * caps at 128 KiB (`SHADOW_LIMITS.maxPayloadBytes`); job documents are at most 32 KiB. Anything larger is refused
+ * with 413 PAYLOAD_TOO_LARGE before it is buffered whole.
+ */
+export const BODY_LIMIT = 128 * 1024;
 
 /** A request id a client may pass in `x-request-id` (anything else is replaced by a random UUID). */
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -53,6 +65,8 @@ export interface ServerDeps {
   onBrokersChange?: (() => void | Promise<void>) | undefined;
   /** Plugins registered under `/api/v1` after the auth hook (so they are authenticated), e.g. the shadow routes. */
   plugins?: Array<{ plugin: FastifyPluginAsync<any>; opts?: object }> | undefined;
+  /** Device accounts on brokers (registration, token rotation, deletion); see `provisioning/`. */
+  provisioning?: ProvisioningService | undefined;
 }
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
@@ -67,6 +81,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     },
     schemaController: { compilersFactory: { buildValidator: createValidatorFactory() } },
     frameworkErrors: (err, request, reply) => sendError(err, request, reply, BODY_LIMIT),
+    // Requests Node's parser refuses (headers over 16 KiB, malformed request lines): a catalogued answer too.
+    clientErrorHandler: createClientErrorHandler(log as FastifyBaseLogger),
     // `__proto__` / `constructor.prototype` keys in a body are refused (400 INVALID_JSON), not stripped.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
@@ -75,6 +91,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   installErrorHandling(app, BODY_LIMIT);
   // JSON only: without the text/plain parser every non-JSON body is 415.
   app.removeContentTypeParser('text/plain');
+  // Strict UTF-8, no NUL or unpaired surrogate anywhere in a JSON body (see json-body.ts).
+  installJsonBodyParser(app);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
@@ -87,7 +105,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
         description: 'Control plane for moving IoT devices between MQTT brokers. Errors: `{ error, message, code }` (see docs/errors.md).',
         version: '1',
       },
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'Admin token (sya_…) or device token (syd_…)' } } },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'Admin token (sya_…), API token with a scope (sya_/syo_/syv_…; each operation’s x-switchyard-scope is the least it needs) or device token (syd_…)' } } },
       security: [{ bearerAuth: [] }],
       tags: [
         { name: 'brokers', description: 'MQTT broker registry' },
@@ -102,10 +120,27 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   const onBrokersChange = deps.onBrokersChange ?? (deps.brokerPool ? () => deps.brokerPool?.refresh() : undefined);
-  const brokers = createBrokerService({ db: deps.db, log: deps.log, secretBox: deps.secretBox, onChange: onBrokersChange });
+  const brokerPool = deps.brokerPool;
+  const brokers = createBrokerService({
+    db: deps.db,
+    log: deps.log,
+    secretBox: deps.secretBox,
+    onChange: onBrokersChange,
+    // Each broker's `connection` in GET /brokers: this instance's pool state, with the last error (e.g. TLS).
+    connections: brokerPool ? () => brokerPool.status() : undefined,
+  });
   const tokenCache = createTokenCache();
-  const deviceService = createDeviceService({ db: deps.db, log: deps.log });
-  // A device deleted here stops authenticating here at once; other instances forget it within DEVICE_TOKEN_CACHE_MS.
+  // API tokens with scopes: looked up on every request (no cache), so a revoked token fails at once everywhere.
+  const apiTokens = createTokenService({ db: deps.db, log: deps.log });
+  const deviceService = createDeviceService({
+    db: deps.db,
+    log: deps.log,
+    secretBox: deps.secretBox,
+    provisioning: deps.provisioning,
+    onCredentialsChanged: (uuid) => tokenCache.forgetDevice(uuid),
+  });
+  // A device deleted (or its token rotated) here stops authenticating here at once; other instances forget it when
+  // the transaction's NOTIFY arrives (DEVICE_CREDENTIALS_CHANNEL), at the latest after DEVICE_TOKEN_CACHE_MS.
   const devices: typeof deviceService = {
     ...deviceService,
     async remove(uuid, actor) {
@@ -116,13 +151,19 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       }
     },
   };
+  const stopForgetting = await deps.db.listen(DEVICE_CREDENTIALS_CHANNEL, (uuid) => tokenCache.forgetDevice(uuid));
+  app.addHook('onClose', async () => stopForgetting());
 
   await app.register(
     async (api) => {
-      await api.register(authPlugin, { db: deps.db, adminTokenHash: deps.adminTokenHash, tokenCache });
+      await api.register(authPlugin, { db: deps.db, adminTokenHash: deps.adminTokenHash, tokenCache, apiTokens });
+      // Refused and failed mutating requests (and `config.audit` routes) → audit rows; see audit/request-audit.ts.
+      await api.register(requestAuditPlugin, { db: deps.db, log: deps.log });
       await api.register(brokerRoutes, { service: brokers });
       await api.register(deviceRoutes, { service: devices });
       for (const { plugin, opts } of deps.plugins ?? []) await api.register(plugin, opts ?? {});
+      await api.register(tokenRoutes, { service: apiTokens });
+      await api.register(auditRoutes, { service: createAuditService({ db: deps.db }) });
     },
     { prefix: '/api/v1' },
   );

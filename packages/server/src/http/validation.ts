@@ -47,8 +47,38 @@ export function createValidatorFactory(): NonNullable<ValidatorFactory> {
     const plugins = serverOptions?.plugins ?? [];
     const body = pool(externalSchemas, { plugins, customOptions: { ...custom, ...shared, coerceTypes: false }, onCreate: addFormats });
     const other = pool(externalSchemas, { plugins, customOptions: { ...custom, ...shared, coerceTypes: 'array' }, onCreate: addFormats });
-    return (route) => (route.httpPart === 'body' ? body(route) : other(route));
+    return (route) => (route.httpPart === 'body' ? body(route) : finiteOnly(other(route)));
   };
+}
+
+/**
+ * Ajv's coercion turns `"1e309"` or `"Infinity"` into `Infinity` and lets it pass as an integer (the type is not
+ * checked again after coercion), and PostgreSQL then fails on it. Found by test/integration/http-fuzz.test.ts:
+ * `GET /brokers/Infinity` and `?limit=1e309` answered 500. A coerced non-finite number is a validation error.
+ */
+function finiteOnly<F extends ((data: any) => unknown) & { errors?: unknown }>(validate: F): F {
+  const wrapped = ((data: unknown) => {
+    const ok = validate(data);
+    if (ok !== true) {
+      wrapped.errors = validate.errors;
+      return ok;
+    }
+    const bad = nonFinitePath(data, '');
+    if (bad === null) return true;
+    wrapped.errors = [{ keyword: 'type', instancePath: bad, schemaPath: '#/type', params: { type: 'integer' }, message: 'must be a finite number' }];
+    return false;
+  }) as F;
+  return wrapped;
+}
+
+function nonFinitePath(v: unknown, path: string): string | null {
+  if (typeof v === 'number') return Number.isFinite(v) ? null : path;
+  if (typeof v !== 'object' || v === null) return null;
+  for (const [k, child] of Object.entries(v)) {
+    const found = nonFinitePath(child, `${path}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`);
+    if (found !== null) return found;
+  }
+  return null;
 }
 
 const TYPE_PHRASES: Record<string, string> = {

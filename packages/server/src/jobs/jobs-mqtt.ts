@@ -7,10 +7,12 @@
  *
  * Requests of one device are handled one after another, in arrival order (a device's `IN_PROGRESS` then
  * `SUCCEEDED` must not overtake each other); more than {@link JobsMqttOptions.maxQueuedPerDevice} waiting
- * requests of one device are refused with `RequestThrottled`.
+ * requests of one device are refused with `RequestThrottled`, and so is a request over the device's rate or
+ * in-flight limit ({@link JobsMqttOptions.deviceRateLimit}, counted apart from its shadow requests).
  */
 import { isValidDeviceUuid, jobsTopic, parseTopic, type Namespace } from '@switchyard/protocol';
 import type { Logger } from '../log.ts';
+import { createDeviceLimiter, describeRefusal } from '../shadows/device-limiter.ts';
 import {
   JobsError,
   clientTokenOf,
@@ -35,6 +37,12 @@ export interface JobsMqttOptions {
   namespaces?: Namespace[];
   /** Requests of one device waiting at once before `RequestThrottled`. Default 16. */
   maxQueuedPerDevice?: number;
+  /** Jobs requests per second per device (`SWITCHYARD_DEVICE_RATE_LIMIT`; 0 = no limit); over it `RequestThrottled`. Default 20. */
+  deviceRateLimit?: number;
+  /** Jobs requests of one device admitted and not yet answered (`SWITCHYARD_DEVICE_MAX_IN_FLIGHT`; 0 = no bound). Default 10. */
+  deviceMaxInFlight?: number;
+  /** Clock for the rate limit, ms. Default `Date.now`. */
+  now?: () => number;
 }
 
 export interface JobsMqtt {
@@ -64,6 +72,9 @@ export function createJobsMqtt(opts: JobsMqttOptions): JobsMqtt {
   const namespaces = opts.namespaces ?? ['iot'];
   const maxQueued = opts.maxQueuedPerDevice ?? 16;
   const lanes = new Map<string, { tail: Promise<void>; waiting: number }>();
+  const limits = { ratePerSecond: opts.deviceRateLimit ?? 20, maxInFlight: opts.deviceMaxInFlight ?? 10 };
+  const limiter = createDeviceLimiter(limits);
+  const now = opts.now ?? Date.now;
 
   function reject(brokerId: number, topic: string, code: JobsErrorCode, message: string, clientToken: string | undefined, executionState?: unknown): void {
     const body = { code, message, timestamp: jobs.nowSeconds(), ...(clientToken !== undefined ? { clientToken } : {}), ...(executionState !== undefined ? { executionState } : {}) };
@@ -98,16 +109,29 @@ export function createJobsMqtt(opts: JobsMqttOptions): JobsMqtt {
     const jobId = parsed.jobId;
 
     let body: unknown;
+    let malformed = false;
     try {
       const text = decoder.decode(payload);
       body = text.trim() === '' ? {} : JSON.parse(text);
     } catch {
+      malformed = true;
+    }
+    const clientToken = malformed ? undefined : clientTokenOf(body);
+    const replyTopic = (reply: 'accepted' | 'rejected'): string => jobsTopic(deviceUuid, op, { ns, reply, ...(jobId !== undefined ? { jobId } : {}) });
+
+    // Every request counts against its device's limits, malformed ones too.
+    const admission = limiter.tryAcquire(deviceUuid, now());
+    if (!admission.ok) {
+      const why = describeRefusal(admission.reason, limits);
+      log.debug({ brokerId, deviceUuid, reason: admission.reason }, `jobs request refused: ${why}`);
+      reject(brokerId, topic, 'RequestThrottled', `${why}; retry later`, clientToken);
+      return;
+    }
+    if (malformed) {
+      limiter.release(deviceUuid);
       reject(brokerId, topic, 'InvalidJson', 'the payload is not UTF-8 JSON', undefined);
       return;
     }
-    const clientToken = clientTokenOf(body);
-    const replyTopic = (reply: 'accepted' | 'rejected'): string => jobsTopic(deviceUuid, op, { ns, reply, ...(jobId !== undefined ? { jobId } : {}) });
-
     const accepted = enqueue(deviceUuid, async () => {
       try {
         let answer: Record<string, unknown>;
@@ -137,8 +161,11 @@ export function createJobsMqtt(opts: JobsMqttOptions): JobsMqtt {
         }
         log.error({ err, deviceUuid, brokerId, topic }, 'jobs request failed; answered InternalError');
         reject(brokerId, topic, 'InternalError', 'internal error; retry', clientToken);
+      } finally {
+        limiter.release(deviceUuid);
       }
     });
+    if (!accepted) limiter.release(deviceUuid);
     if (!accepted) reject(brokerId, topic, 'RequestThrottled', `too many jobs requests of device ${deviceUuid} waiting; retry later`, clientToken);
   }
 

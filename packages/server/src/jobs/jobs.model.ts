@@ -56,6 +56,8 @@ export const JOB_LIMITS = {
 const DETAILS_KEY_RE = /^[a-zA-Z0-9:_-]+$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+/** A UTF-16 surrogate that is not part of a pair: no UTF-8 form, and PostgreSQL refuses it in jsonb (fuzz finding). */
+const LONE_SURROGATE_RE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 // ───────────────────────────── request parsing (shared by MQTT and HTTP) ─────────────────────────────
 
@@ -117,8 +119,8 @@ export function validateStatusDetails(v: unknown): Record<string, string> {
       throw new JobsError('InvalidRequest', `statusDetails key ${JSON.stringify(k.slice(0, 140))} must be 1–128 characters of [a-zA-Z0-9:_-]`);
     }
     if (typeof val !== 'string') throw new JobsError('InvalidRequest', `statusDetails.${k} must be a string`);
-    if (val.length < 1 || val.length > JOB_LIMITS.statusDetailsValueMax || CONTROL_RE.test(val)) {
-      throw new JobsError('InvalidRequest', `statusDetails.${k} must be 1–${JOB_LIMITS.statusDetailsValueMax} characters without control characters`);
+    if (val.length < 1 || val.length > JOB_LIMITS.statusDetailsValueMax || CONTROL_RE.test(val) || LONE_SURROGATE_RE.test(val)) {
+      throw new JobsError('InvalidRequest', `statusDetails.${k} must be 1–${JOB_LIMITS.statusDetailsValueMax} characters of valid text without control characters`);
     }
     out[k] = val;
   }
@@ -130,7 +132,10 @@ function parseFields<T>(body: unknown, fields: Fields): T {
   if (typeof body !== 'object' || Array.isArray(body)) throw new JobsError('InvalidRequest', 'the request must be a JSON object');
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
-    const kind = fields[key];
+    // Own keys only: `__proto__`, `constructor` or `toString` are unknown fields, not Object.prototype's members
+    // (found by test/integration/mqtt-fuzz.test.ts: they were accepted, and `__proto__` replaced the prototype of
+    // the parsed request).
+    const kind = Object.hasOwn(fields, key) ? fields[key] : undefined;
     if (kind === undefined) {
       if (TOPIC_KEYS.has(key)) continue;
       throw new JobsError('InvalidRequest', `unknown field ${JSON.stringify(key.slice(0, 64))}; allowed: ${Object.keys(fields).join(', ')}`);

@@ -28,6 +28,7 @@ import type { Db, Queryable } from '../db/db.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { Batcher, QueueFullError, type BatcherStats } from './shadow-batcher.ts';
+import { createDeviceLimiter, describeRefusal, type DeviceLimiterStats } from './device-limiter.ts';
 import {
   listShadowNames,
   loadDeviceRoutes,
@@ -96,6 +97,14 @@ export interface ShadowServiceOptions {
    * Default 2,000: under overload a quick 429 beats seconds of queueing for everyone. */
   maxQueued?: number;
   /**
+   * Shadow requests per second per device (`SWITCHYARD_DEVICE_RATE_LIMIT`; 0 = no limit), burst one second's worth.
+   * Counted for requests from devices (MQTT, and HTTP with a device token), malformed ones included; operator and
+   * internal requests are not limited per device. Over it: 429 at once. Default 20 (AWS IoT).
+   */
+  deviceRateLimit?: number;
+  /** Admitted shadow requests of one device not yet answered (`SWITCHYARD_DEVICE_MAX_IN_FLIGHT`; 0 = no bound); one more gets 429. Default 10. */
+  deviceMaxInFlight?: number;
+  /**
    * Runs inside each batch's transaction after its updates were applied and saved, before commit
    * (e.g. the assignment service moving a migration on a device's report). Throwing fails the batch.
    */
@@ -111,12 +120,20 @@ export interface ShadowService {
   drain(): Promise<void>;
   /** Batches and requests processed since start (read-only counters; benchmarks, metrics). */
   stats(): BatcherStats;
+  /** Requests admitted and refused by the per-device limits since start. */
+  limiterStats(): DeviceLimiterStats;
 }
 
 /** The key `mqtt` of `desired` belongs to the server (broker assignment); nobody else may write it. */
 function writesServerOwnedKey(req: UpdateShadowRequest): boolean {
   const desired = req.state.desired;
   return desired !== null && desired !== undefined && Object.prototype.hasOwnProperty.call(desired, 'mqtt');
+}
+
+/** The shadow holds a server-owned `desired.mqtt`. */
+function holdsServerOwnedKey(doc: ShadowDocument | null): boolean {
+  const desired = doc?.state.desired;
+  return desired !== undefined && desired !== null && Object.prototype.hasOwnProperty.call(desired, 'mqtt');
 }
 
 export function createShadowService(opts: ShadowServiceOptions): ShadowService {
@@ -132,6 +149,10 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
     keyOf: (req) => req.deviceUuid,
     process: processBatch,
   });
+  const limits = { ratePerSecond: opts.deviceRateLimit ?? 20, maxInFlight: opts.deviceMaxInFlight ?? 10 };
+  const limiter = createDeviceLimiter(limits);
+  /** Requests counted against their device's limits: a device's own (any MQTT publisher counts as the device). */
+  const limited = (origin: ShadowOrigin): boolean => origin.kind === 'mqtt' || (origin.kind === 'http' && origin.actor === 'device');
 
   async function processBatch(batch: ShadowRequest[]): Promise<ShadowOutcome[]> {
     const uuids = [...new Set(batch.map((r) => r.deviceUuid))];
@@ -204,13 +225,16 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
         if (!doc || !stored) {
           return { ok: false, error: shadowError(404, SHADOW_MESSAGES.notFound(req.shadowName), now, token) };
         }
+        // A device deleting the shadow that holds its assignment would erase `desired.mqtt`, which it may not write.
+        if (limited(req.origin) && holdsServerOwnedKey(doc)) return { ok: false, error: shadowError(403, SHADOW_MESSAGES.forbidden, now, token) };
         const next: StoredShadow = { ...stored, document: null };
         current.set(key, next);
         dirty.set(key, next);
         return { ok: true, op: 'delete', body: deleteAcceptedMessage(stored.version, now, token) };
       }
       case 'update': {
-        if (req.origin.kind !== 'internal' && writesServerOwnedKey(req.request)) {
+        const dropsDesired = req.request.state.desired === null && holdsServerOwnedKey(doc); // `"desired": null` erases it too
+        if (req.origin.kind !== 'internal' && (writesServerOwnedKey(req.request) || (limited(req.origin) && dropsDesired))) {
           return { ok: false, error: shadowError(403, SHADOW_MESSAGES.forbidden, now, token) };
         }
         const result = applyUpdate(doc, req.request, now, { priorVersion: stored?.version ?? 0 });
@@ -284,7 +308,32 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
     publisher.publish(brokerId, shadowTopic(uuid, name, op, 'rejected', ns), JSON.stringify(error), 1);
   }
 
-  async function submit(req: ShadowRequest): Promise<ShadowOutcome> {
+  /** Admits a device's request under its limits, or answers it 429 at once (over MQTT too). */
+  function submit(req: ShadowRequest): Promise<ShadowOutcome> {
+    if (!limited(req.origin)) return enqueue(req);
+    const admission = limiter.tryAcquire(req.deviceUuid, clock.now());
+    if (!admission.ok) return Promise.resolve(throttled(req, clientTokenOf(req), admission.reason));
+    return admitted(req);
+  }
+
+  /** A request that holds one of its device's in-flight slots: the slot is freed once it is answered. */
+  async function admitted(req: ShadowRequest): Promise<ShadowOutcome> {
+    try {
+      return await enqueue(req);
+    } finally {
+      limiter.release(req.deviceUuid);
+    }
+  }
+
+  /** 429 for a request over its device's limits: published to an MQTT requester at once, returned to HTTP. */
+  function throttled(req: Pick<ShadowRequest, 'deviceUuid' | 'shadowName' | 'op' | 'origin'>, clientToken: string | undefined, reason: 'rate' | 'in-flight'): ShadowOutcome {
+    log.debug({ deviceUuid: req.deviceUuid, op: req.op, reason }, `shadow request refused with 429: ${describeRefusal(reason, limits)}`);
+    const error = shadowError(429, SHADOW_MESSAGES.tooManyRequests, nowSeconds(), clientToken);
+    if (req.origin.kind === 'mqtt') rejectNow(req.origin.brokerId, req.origin.ns, req.deviceUuid, req.shadowName, req.op, error);
+    return { ok: false, error };
+  }
+
+  async function enqueue(req: ShadowRequest): Promise<ShadowOutcome> {
     try {
       return await batcher.submit(req);
     } catch (err) {
@@ -308,17 +357,24 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
     if (!namespaces.includes(parsed.ns)) return;
     const { deviceUuid, shadowName, op, ns } = parsed;
     const origin: ShadowOrigin = { kind: 'mqtt', brokerId, ns };
+    // Every request counts against its device's limits, malformed ones too (each costs a parse and a reply).
+    const admission = limiter.tryAcquire(deviceUuid, clock.now());
+    if (!admission.ok) {
+      throttled({ op, deviceUuid, shadowName, origin }, parseClientToken(payload), admission.reason);
+      return;
+    }
     if (op === 'update') {
       const r = parseUpdateRequest(payload);
       if (!r.ok) {
+        limiter.release(deviceUuid);
         rejectNow(brokerId, ns, deviceUuid, shadowName, op, shadowError(r.error.code, r.error.message, nowSeconds(), r.clientToken));
         return;
       }
-      void submit({ op, deviceUuid, shadowName, origin, request: r.request });
+      void admitted({ op, deviceUuid, shadowName, origin, request: r.request });
       return;
     }
     const clientToken = parseClientToken(payload);
-    void submit({ op, deviceUuid, shadowName, origin, ...(clientToken !== undefined ? { clientToken } : {}) });
+    void admitted({ op, deviceUuid, shadowName, origin, ...(clientToken !== undefined ? { clientToken } : {}) });
   }
 
   async function listNames(deviceUuid: string, o: { limit: number; after?: string }): Promise<string[] | null> {
@@ -327,7 +383,7 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
     return listShadowNames(db, deviceUuid, o);
   }
 
-  return { submit, handleMqtt, listNames, drain: () => batcher.idle(), stats: () => batcher.stats() };
+  return { submit, handleMqtt, listNames, drain: () => batcher.idle(), stats: () => batcher.stats(), limiterStats: () => limiter.stats() };
 }
 
 function clientTokenOf(req: ShadowRequest): string | undefined {

@@ -457,9 +457,9 @@ export function apiSuite(label: string, target: SuiteTarget): void {
         );
       });
 
-      it('answers 413 PAYLOAD_TOO_LARGE above 256 KiB', async () => {
-        const res = await h.call('POST', '/api/v1/devices', { body: { name: 'x'.repeat(300 * 1024) } });
-        assertError(res, 413, 'PAYLOAD_TOO_LARGE', '262144');
+      it('answers 413 PAYLOAD_TOO_LARGE above 128 KiB', async () => {
+        const res = await h.call('POST', '/api/v1/devices', { body: { name: 'x'.repeat(129 * 1024) } });
+        assertError(res, 413, 'PAYLOAD_TOO_LARGE', '131072');
       });
 
       it('answers 404 NOT_FOUND for an unknown route and 405 for a known path with another method', async () => {
