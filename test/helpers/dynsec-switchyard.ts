@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../packages/server/src/config.ts';
 import { createLogger, silentLogger } from '../../packages/server/src/log.ts';
-import { startSwitchyard, type Switchyard } from '../../packages/server/src/serve.ts';
+import { startSwitchyard } from '../../packages/server/src/serve.ts';
 import { startDynsecMosquitto, type DynsecMosquitto } from './mosquitto-dynsec.ts';
 import { freePort } from './ports.ts';
 import { startPostgres } from './postgres.ts';
-import { DeviceClient, TEST_ADMIN_TOKEN, uniqueId, type TestBroker, type TestEnv } from './switchyard.ts';
+import { DeviceClient, TEST_ADMIN_TOKEN, startExtraInstance, uniqueId, type TestBroker, type TestEnv } from './switchyard.ts';
 
 export interface DynsecEnv extends TestEnv {
   /** The brokers' Mosquitto processes, in `brokers` order. */
@@ -118,18 +118,7 @@ export async function startDynsecSwitchyard(opts: { brokers?: number; env?: Reco
         return client;
       },
       async startInstance(o = {}) {
-        const nth = ++instances;
-        const other: Switchyard = await startSwitchyard({
-          config: loadConfig({ ...env, PORT: String(await freePort()) }),
-          log: log.child({ instance: nth }),
-          ...(o.ownershipRetryMs !== undefined ? { ownershipRetryMs: o.ownershipRetryMs } : {}),
-        });
-        let stopping: Promise<void> | undefined;
-        const stopOnce = other.stop;
-        other.stop = () => (stopping ??= stopOnce());
-        cleanups.push(() => other.stop());
-        for (const b of brokers) await other.pool.waitConnected(b.id, 10_000);
-        return other;
+        return startExtraInstance({ env, log, nth: ++instances, brokers, cleanups, ...o });
       },
       stop,
     };

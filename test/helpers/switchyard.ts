@@ -167,18 +167,7 @@ export async function startTestSwitchyard(
       },
       async startInstance(o = {}) {
         if (kind !== 'postgres') throw new Error('startInstance needs the postgres kind (PGlite has one process)');
-        const nth = ++instances;
-        const other = await startSwitchyard({
-          config: loadConfig({ ...env, PORT: String(await freePort()) }),
-          log: log.child({ instance: nth }),
-          ...(o.ownershipRetryMs !== undefined ? { ownershipRetryMs: o.ownershipRetryMs } : {}),
-        });
-        let stopping: Promise<void> | undefined;
-        const stopOnce = other.stop;
-        other.stop = () => (stopping ??= stopOnce());
-        cleanups.push(() => other.stop());
-        for (const b of brokers) await other.pool.waitConnected(b.id, 10_000);
-        return other;
+        return startExtraInstance({ env, log, nth: ++instances, brokers, cleanups, ...o });
       },
       stop,
     };
@@ -189,6 +178,31 @@ export async function startTestSwitchyard(
 }
 
 /** A minimal MQTT device for tests: collects every message it receives, by topic. */
+/**
+ * Another server instance on the same database and brokers (scale-out tests): its `stop` is idempotent and
+ * registered in `cleanups`; resolves once it is connected to every broker.
+ */
+export async function startExtraInstance(o: {
+  env: Record<string, string>;
+  log: ReturnType<typeof createLogger>;
+  nth: number;
+  brokers: readonly { id: number }[];
+  cleanups: Array<() => Promise<unknown>>;
+  ownershipRetryMs?: number;
+}): Promise<Switchyard> {
+  const other = await startSwitchyard({
+    config: loadConfig({ ...o.env, PORT: String(await freePort()) }),
+    log: o.log.child({ instance: o.nth }),
+    ...(o.ownershipRetryMs !== undefined ? { ownershipRetryMs: o.ownershipRetryMs } : {}),
+  });
+  let stopping: Promise<void> | undefined;
+  const stopOnce = other.stop;
+  other.stop = () => (stopping ??= stopOnce());
+  o.cleanups.push(() => other.stop());
+  for (const b of o.brokers) await other.pool.waitConnected(b.id, 10_000);
+  return other;
+}
+
 export class DeviceClient {
   readonly messages: Array<{ topic: string; payload: any; raw: Buffer }> = [];
   #waiters: Array<{ match: (m: { topic: string; payload: any }) => boolean; resolve: (m: any) => void }> = [];

@@ -4,3 +4,4 @@ export * from './topics.ts';
 export * from './shadow.ts';
 export * from './backoff.ts';
 export * from './jobs.ts';
+export * from './tls-failure.ts';
