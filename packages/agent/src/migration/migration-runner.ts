@@ -322,7 +322,7 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
     );
   }
 
-  /** Subscribe (already started), then the `get` through the new connection; its answer proves the round trip. */
+  /** Subscribe (already started) and the `get` through the new connection; its answer proves the round trip. */
   #verify(attemptId: string): void {
     const conn = this.#newConns.get(attemptId);
     const chain = this.#verifyChains.get(attemptId);
@@ -330,14 +330,17 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
       this.dispatch({ type: 'verifyFailed', attemptId, reason: 'the new connection is gone' });
       return;
     }
+    // The get goes out right behind the SUBSCRIBE, without waiting for the SUBACK: a broker handles one client's
+    // packets in order, so the subscription exists before the request is even routed, let alone answered.
+    // Both must succeed: a refused subscription fails the verification as before.
+    const answer = this.#o.shadow.get((topic, payload) => conn.publish(topic, payload, { qos: 1 }), {
+      via: conn.id,
+      clientToken: this.#o.shadow.nextToken(`mv-${attemptId}`),
+      timeoutMs: this.#o.machine.config.verifyTimeoutMs + 1000,
+    });
+    answer.catch(() => undefined); // observed below, after the chain
     chain
-      .then(() =>
-        this.#o.shadow.get((topic, payload) => conn.publish(topic, payload, { qos: 1 }), {
-          via: conn.id,
-          clientToken: this.#o.shadow.nextToken(`mv-${attemptId}`),
-          timeoutMs: this.#o.machine.config.verifyTimeoutMs + 1000,
-        }),
-      )
+      .then(() => answer)
       .then(
         (answer) => {
           // An answer through the new broker — accepted or rejected (404: no shadow yet) — is the proof.

@@ -205,7 +205,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
         await opts.createChangeBrokerJob!(tx, { deviceUuid, migrationId, assignment: target, version });
       }
       // Channel `poll`: nothing to publish, the device's next config request answers it.
-      if (provisionId !== null) for (const r of rows) r.dependsOn = provisionId; // (job rows: enqueue links them)
+      for (const r of rows) r.dependsOn = provisionId; // null: known to need none (job rows: enqueue links them)
       if (rows.length > 0) await enqueue(tx, rows);
       await insertAudit(tx, {
         actor: o.actor,

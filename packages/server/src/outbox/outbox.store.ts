@@ -51,8 +51,8 @@ export const CREDENTIAL_KINDS = ['broker.provision', 'broker.deprovision'] as co
 export type NewOutboxRow = OutboxMessage & {
   deviceUuid?: string;
   migrationId?: number;
-  /** Id of a row that must be delivered first. */
-  dependsOn?: number;
+  /** Id of a row that must be delivered first; `null`: none, and the caller knows (no provisioning lookup). */
+  dependsOn?: number | null;
 };
 
 export type OutboxRow = OutboxMessage & {
@@ -71,24 +71,28 @@ export type OutboxRow = OutboxMessage & {
  * let it in yet.
  */
 export async function enqueue(q: Queryable, rows: NewOutboxRow[]): Promise<number[]> {
-  const ids: number[] = [];
   const provisionOf = new Map<number, number | null>();
+  const values: unknown[] = [];
   for (const r of rows) {
     let dependsOn = r.dependsOn ?? null;
-    if (dependsOn === null && r.kind === 'mqtt.publish' && r.migrationId !== undefined && r.deviceUuid !== undefined) {
+    if (r.dependsOn === undefined && r.kind === 'mqtt.publish' && r.migrationId !== undefined && r.deviceUuid !== undefined) {
       if (!provisionOf.has(r.migrationId)) provisionOf.set(r.migrationId, await pendingProvisionOf(q, r.deviceUuid, r.migrationId));
       dependsOn = provisionOf.get(r.migrationId) ?? null;
     }
-    const { rows: out } = await q.query<{ id: number }>(
-      `INSERT INTO outbox (kind, payload, device_uuid, migration_id, depends_on)
-       VALUES ($1, $2::jsonb, $3, $4, $5) RETURNING id`,
-      [r.kind, JSON.stringify(r.payload), r.deviceUuid ?? null, r.migrationId ?? null, dependsOn],
-    );
-    ids.push(Number(out[0]!.id));
+    values.push(r.kind, JSON.stringify(r.payload), r.deviceUuid ?? null, r.migrationId ?? null, dependsOn);
   }
-  // pg_notify inside the transaction is delivered only if (and when) it commits.
-  await q.query('SELECT pg_notify($1, $2)', [OUTBOX_CHANNEL, '']);
-  return ids;
+  if (rows.length === 0) return [];
+  // One statement for the lot (ids ascend in VALUES order: delivery order). pg_notify in the same statement is
+  // delivered only if (and when) the transaction commits.
+  const tuples = rows.map((_, i) => `($${i * 5 + 1}, $${i * 5 + 2}::jsonb, $${i * 5 + 3}, $${i * 5 + 4}, $${i * 5 + 5}::bigint)`).join(', ');
+  const { rows: out } = await q.query<{ id: number }>(
+    `WITH ins AS (
+       INSERT INTO outbox (kind, payload, device_uuid, migration_id, depends_on) VALUES ${tuples} RETURNING id
+     ), woke AS (SELECT pg_notify('${OUTBOX_CHANNEL}', ''))
+     SELECT id FROM ins, woke ORDER BY id`,
+    values,
+  );
+  return out.map((r) => Number(r.id));
 }
 
 /** The pending `broker.provision` row that prepares `migrationId`, if any. */
