@@ -107,7 +107,7 @@ async function run(client: MqttClient, monitor: { received: Received[]; progress
       settle();
       const busy = c.device !== undefined && (outstandingOf.get(c.device) ?? 0) >= o.perDevice;
       if (failure || (!busy && unacked < o.window)) break;
-      await withTimeout(monitor.progress.next(), 20_000, `progress at message ${i}/${cases.length} (${unacked} unacked; unanswered: ${unanswered().slice(0, 5).join(' | ')})`);
+      await withTimeout(monitor.progress.next(), 60_000, `progress at message ${i}/${cases.length} (${unacked} unacked; unanswered: ${unanswered().slice(0, 5).join(' | ')})`);
     }
     if (failure) throw failure;
     unacked++;
@@ -122,13 +122,13 @@ async function run(client: MqttClient, monitor: { received: Received[]; progress
       monitor.progress.notify();
     });
   }
-  while (!failure && unacked > 0) await withTimeout(monitor.progress.next(), 20_000, `the last ${unacked} PUBACKs`);
+  while (!failure && unacked > 0) await withTimeout(monitor.progress.next(), 60_000, `the last ${unacked} PUBACKs`);
   if (failure) throw failure;
   client.off('close', onClose);
   const replies = (): Received[] => monitor.received.filter(isReply);
   // Odd jobs topics may or may not be answered: wait for the replies that must come.
   const due = (): number => replies().filter((r) => pending.has(r.topic.replace(/\/(accepted|rejected)$/, ''))).length;
-  while (due() < expectedReplies) await withTimeout(monitor.progress.next(), 20_000, `the last ${expectedReplies - due()} of ${expectedReplies} replies (${unanswered().slice(0, 3).join(' | ')})`);
+  while (due() < expectedReplies) await withTimeout(monitor.progress.next(), 60_000, `the last ${expectedReplies - due()} of ${expectedReplies} replies (${unanswered().slice(0, 3).join(' | ')})`);
   return replies();
 }
 
