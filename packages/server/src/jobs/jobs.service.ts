@@ -26,7 +26,6 @@ import {
   JOB_ID_RE,
   NEXT_JOB_ID,
   isTerminal,
-  jobsTopic,
   nextJobState,
   type JobStatus,
   type Namespace,
@@ -37,7 +36,8 @@ import type { Logger } from '../log.ts';
 import { AppError } from '../errors.ts';
 import { insertAudit } from '../audit/audit.store.ts';
 import { jobAudit } from '../audit/audit-entries.ts';
-import { enqueue, type NewOutboxRow } from '../outbox/outbox.store.ts';
+import { enqueue } from '../outbox/outbox.store.ts';
+import { jobNotificationRows } from './jobs-notifications.ts';
 import {
   deviceExists,
   devicesWithOverdueJobs,
@@ -108,45 +108,6 @@ export function createJobsService(opts: JobsServiceOptions) {
   const namespaces = opts.namespaces ?? ['iot'];
   const nowSeconds = (): number => Math.floor(clock.now() / 1000);
 
-  /** Notification rows for a change of the device's pending list from `before` to `after`. */
-  function notificationRows(device: DeviceForJobs, before: JobRow[], after: JobRow[], migrationId?: number): NewOutboxRow[] {
-    const via = new Set<number>();
-    for (const id of [device.connected_broker_id, device.mqtt_broker_id]) if (typeof id === 'number') via.add(id);
-    const rows: NewOutboxRow[] = [];
-    const ts = nowSeconds();
-    const push = (topicOf: (ns: Namespace) => string, body: string, withMigration: boolean): void => {
-      for (const brokerId of via) {
-        for (const ns of namespaces) {
-          rows.push({
-            kind: 'mqtt.publish',
-            deviceUuid: device.uuid,
-            ...(withMigration && migrationId !== undefined ? { migrationId } : {}),
-            payload: { brokerId, topic: topicOf(ns), body, qos: 1 },
-          });
-        }
-      }
-    };
-    const idsBefore = new Set(before.map((r) => r.job_id));
-    const idsAfter = new Set(after.map((r) => r.job_id));
-    const membership = idsBefore.size !== idsAfter.size || [...idsAfter].some((id) => !idsBefore.has(id));
-    if (membership) {
-      const listed = after.slice(0, JOB_LIMITS.notifyMax);
-      const inProgress = listed.filter((r) => r.status === 'IN_PROGRESS').map(executionSummary);
-      const queued = listed.filter((r) => r.status === 'QUEUED').map(executionSummary);
-      const jobs = { ...(inProgress.length > 0 ? { IN_PROGRESS: inProgress } : {}), ...(queued.length > 0 ? { QUEUED: queued } : {}) };
-      push((ns) => jobsTopic(device.uuid, 'notify', { ns }), JSON.stringify({ timestamp: ts, jobs }), false);
-    }
-    const head = after[0];
-    if (before[0]?.job_id !== head?.job_id) {
-      const body = head ? { timestamp: ts, execution: execution(head, clock.now()) } : { timestamp: ts };
-      // Only the notification of a new change-broker job carries its migration: its delivery marks the move
-      // `notified` (and a row for a move already over is dropped by the dispatcher).
-      const forMigration = head !== undefined && migrationId !== undefined && Number(head.migration_id) === migrationId;
-      push((ns) => jobsTopic(device.uuid, 'notify-next', { ns }), JSON.stringify(body), forMigration);
-    }
-    return rows;
-  }
-
   /**
    * Runs `fn` on a device whose row is locked, then writes the notifications its change of the pending list
    * needs. `changed` collects the rows to report after commit.
@@ -155,7 +116,7 @@ export function createJobsService(opts: JobsServiceOptions) {
     const before = await pendingJobs(tx, device.uuid);
     const result = await fn();
     const after = await pendingJobs(tx, device.uuid);
-    const rows = notificationRows(device, before, after, migrationId);
+    const rows = jobNotificationRows({ namespaces, device, before, after, nowMs: clock.now(), ...(migrationId !== undefined ? { migrationId } : {}) });
     if (rows.length > 0) await enqueue(tx, rows);
     return result;
   }
