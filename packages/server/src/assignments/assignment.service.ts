@@ -219,7 +219,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
         changed: true,
         message: `device ${deviceUuid} assigned to broker ${broker.name}; ${
           rows.length > 0 || o.channel === 'job'
-            ? `notification queued (${o.channel})`
+            ? `notification queued on the ${o.channel} channel`
             : o.channel === 'poll'
               ? 'the device learns it from its next config poll'
               : 'it converges on its next connect'
