@@ -54,7 +54,11 @@ describe('scale-out: two instances on one database and one broker (PostgreSQL + 
 
   async function lockHolderPid(): Promise<number | undefined> {
     const { rows } = await first.db.query<{ pid: number }>(
-      `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2 AND granted`,
+      // pg_locks spans every database of the cluster, and other test files share it (each with its own database
+      // and its own broker 1): only this database's lock holder may be terminated.
+      `SELECT pid FROM pg_locks
+        WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2 AND granted
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
       [LOCK_SESSION_CLASS, brokerId],
     );
     return rows[0]?.pid;

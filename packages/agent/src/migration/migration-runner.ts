@@ -35,10 +35,10 @@ import {
   type MigrationEvent,
   type MigrationState,
   type MigrationStateEvent,
-  type ReportEffect,
   type TimerName,
 } from './migration-types.ts';
-import { reportedMqtt, reportsConnectedTo } from './report.ts';
+import { reportsConnectedTo } from './report.ts';
+import { ReportSender } from './report-sender.ts';
 
 /** A machine event without its time: the runner stamps `at` from its clock. */
 export type RunnerEvent = MigrationEvent extends infer E ? (E extends MigrationEvent ? Omit<E, 'at'> : never) : never;
@@ -104,12 +104,7 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
   /** Work started in the background (closing connections): awaited by `stop`. */
   readonly #background = new Set<Promise<unknown>>();
   #stopped = false;
-  /** The latest report sent; an unanswered report is re-sent only while it is still the latest. */
-  #lastReport: ReportEffect | null = null;
-  #reportRetries = 0;
-  #reportRetry: TimerHandle | null = null;
-  /** A held-back `migrating` report (see {@link MigrationRunnerOptions.migratingReportDelayMs}). */
-  #heldReport: { effect: ReportEffect; timer: TimerHandle } | null = null;
+  readonly #reports: ReportSender;
   /** While a `get` answer is processed: its `reported.mqtt`, to skip a `connected` report it already shows. */
   #documentReported: JsonObject | undefined;
 
@@ -118,6 +113,27 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
     this.#o = options;
     this.#log = options.log.child({ component: 'migration-runner' });
     this.#state = options.initialState;
+    this.#reports = new ReportSender({
+      clock: options.clock,
+      log: this.#log,
+      shadow: options.shadow,
+      queue: options.queue,
+      ...(options.migratingReportDelayMs !== undefined ? { migratingReportDelayMs: options.migratingReportDelayMs } : {}),
+      // The `connected` report that ends a move (it names the broker left) completes the switch once acknowledged.
+      sent: (effect) => {
+        const switching = effect.status === 'connected' && effect.previousBrokerId !== undefined ? this.#switching : null;
+        if (switching === null) return undefined;
+        return () => {
+          if (this.#switching === switching) this.dispatch({ type: 'switched', attemptId: switching });
+        };
+      },
+      // Still moving to that target when a held `migrating` report's time comes: say so.
+      stillMoving: (effect) => {
+        const s = this.#state;
+        return (s.name === 'connecting' || s.name === 'verifying') && s.assignmentVersion === effect.assignmentVersion;
+      },
+      documentReported: () => this.#documentReported,
+    });
   }
 
   /** The machine's current state. */
@@ -157,10 +173,7 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
       this.#stopped = true;
     }
     await this.idle();
-    if (this.#reportRetry !== null) this.#o.clock.clearTimeout(this.#reportRetry);
-    this.#reportRetry = null;
-    if (this.#heldReport !== null) this.#o.clock.clearTimeout(this.#heldReport.timer);
-    this.#heldReport = null;
+    this.#reports.stop();
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
     for (const attemptId of [...this.#newConns.keys()]) this.#closeNew(attemptId, 'agent stopping', false);
     while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
@@ -265,7 +278,7 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
         return;
       }
       case 'report':
-        this.#report(effect);
+        this.#reports.report(effect);
         return;
       case 'persist': {
         const state = { deviceUuid: this.#o.deviceUuid, broker: effect.broker, appliedVersion: effect.appliedVersion, ...(effect.pending ? { pending: effect.pending } : {}) };
@@ -397,77 +410,6 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
         await old.end({ reason });
       })(),
     );
-  }
-
-  #report(effect: ReportEffect): void {
-    if (this.#heldReport !== null) {
-      // A later report supersedes the held `migrating` one (or this is that one, its time come).
-      this.#o.clock.clearTimeout(this.#heldReport.timer);
-      this.#heldReport = null;
-    }
-    const delay = this.#o.migratingReportDelayMs ?? 250;
-    if (effect.status === 'migrating' && effect.attempt === 0 && delay > 0 && !this.#stopped) {
-      const held = {
-        effect,
-        timer: this.#o.clock.setTimeout(() => {
-          if (this.#heldReport !== held) return;
-          this.#heldReport = null;
-          const s = this.#state;
-          // Still moving to that target: say so now.
-          if ((s.name === 'connecting' || s.name === 'verifying') && s.assignmentVersion === effect.assignmentVersion) this.#sendReport(effect);
-        }, delay),
-      };
-      this.#heldReport = held;
-      return;
-    }
-    this.#sendReport(effect);
-  }
-
-  #sendReport(effect: ReportEffect): void {
-    if (effect.status === 'connected' && effect.previousBrokerId === undefined && reportsConnectedTo(this.#documentReported, effect.broker)) {
-      // An assignment for the broker the device is on, answered by a document that already says so: every
-      // report bumps the shadow version, and a version bump is what re-delivers that assignment — skip it.
-      this.#log.debug({ brokerId: effect.broker.brokerId, version: effect.assignmentVersion }, 'already reported connected here; not reporting again');
-      return;
-    }
-    if (this.#lastReport !== effect) {
-      this.#lastReport = effect;
-      this.#reportRetries = 0;
-    }
-    if (this.#reportRetry !== null) this.#o.clock.clearTimeout(this.#reportRetry);
-    this.#reportRetry = null;
-    const mqtt = reportedMqtt(effect);
-    const queue = this.#o.queue;
-    const { acked, reply } = this.#o.shadow.update((topic, payload) => queue.publish(topic, payload, { qos: 1 }), { reported: { mqtt } });
-    // The `connected` report that ends a move (it names the broker left) completes the switch once acknowledged.
-    const switching = effect.status === 'connected' && effect.previousBrokerId !== undefined ? this.#switching : null;
-    acked.then(
-      () => {
-        if (switching !== null && this.#switching === switching) this.dispatch({ type: 'switched', attemptId: switching });
-      },
-      (err: unknown) => this.#log.warn({ err: message(err), status: effect.status }, 'report not sent; the next connect reports again'),
-    );
-    reply.then(
-      (answer) => {
-        if (!answer.ok) this.#log.warn({ code: answer.error.code, message: answer.error.message, status: effect.status }, 'the server rejected a report');
-      },
-      (err: unknown) => {
-        // Requests can go unanswered (e.g. while another server instance takes over the broker): the
-        // report is what completes a move, so the latest one is sent again, with backoff, until answered.
-        if (this.#stopped || this.#lastReport !== effect || this.#reportRetries >= 8) {
-          this.#log.debug({ err: message(err), status: effect.status }, 'no answer to a report');
-          return;
-        }
-        const delay = Math.min(30_000, 500 * 2 ** this.#reportRetries) * (0.5 + Math.random() / 2);
-        this.#reportRetries += 1;
-        this.#log.info({ err: message(err), status: effect.status, retryInMs: Math.round(delay) }, 'no answer to a report; sending it again');
-        this.#reportRetry = this.#o.clock.setTimeout(() => {
-          this.#reportRetry = null;
-          if (!this.#stopped && this.#lastReport === effect) this.#sendReport(effect);
-        }, delay);
-      },
-    );
-    this.#log.info({ status: effect.status, brokerId: effect.broker.brokerId, targetBrokerId: effect.targetBrokerId, error: effect.error, version: effect.assignmentVersion }, 'reporting reported.mqtt');
   }
 
   /** Publishes presence on one connection, bounded; never throws. */

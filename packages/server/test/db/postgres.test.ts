@@ -43,7 +43,8 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
   });
 
   const terminate = (appName: string) =>
-    admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()', [appName]);
+    // This database only: the cluster is shared with other test files' servers, whose connections carry the same names.
+    admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database() AND pid <> pg_backend_pid()', [appName]);
 
   it('re-LISTENs every channel after the listener connection is killed, and logs it', async () => {
     const db = await createPgDb(server.url, { log, listenRetryBaseMs: 20, listenRetryMaxMs: 200 });
@@ -111,7 +112,8 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
       assert.equal(await b.tryLock(7), false);
       const holder = await admin.query<{ pid: number; app: string }>(
         `SELECT l.pid, a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-          WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2 AND l.granted`,
+          WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2 AND l.granted
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
         [LOCK_SESSION_CLASS, 7],
       );
       assert.deepEqual(holder.rows.map((r) => r.app), ['switchyard-locks'], 'held on the dedicated connection');
@@ -138,7 +140,9 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
       assert.equal(await a.tryLock(8), true);
       // Stop the backend (SIGSTOP): the socket stays open but nothing answers, as in a network partition.
       const { rows } = await admin.query<{ pid: number }>(
-        `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND granted`,
+        // pg_locks spans the whole (shared) cluster: only this test's database.
+        `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND granted
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
         [LOCK_SESSION_CLASS, 8],
       );
       const pid = rows[0]!.pid;
