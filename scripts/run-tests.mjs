@@ -8,10 +8,11 @@
 // an existing file or directory, or else a substring of the file path.
 
 import { spawn } from 'node:child_process';
+import { scanLedger } from './secret-scan.mjs';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { findMosquittoBinaries, findPostgresBinDir, reapServersUnder, startPgCluster } from './test-servers.mjs';
 
@@ -88,6 +89,10 @@ const mode = process.env.SWITCHYARD_TEST_REAL === 'required' ? 'required' : 'aut
 const runDir = mkdtempSync(join(tmpdir(), 'sy-test-run-'));
 chmodSync(runDir, 0o755);
 process.env.SWITCHYARD_TEST_TMPDIR = runDir;
+// The whole-suite secret scan's ledger (test/helpers/secret-ledger.ts), read after the run (scripts/secret-scan.mjs).
+const ledgerDir = join(runDir, 'secret-ledger');
+mkdirSync(ledgerDir);
+process.env.SWITCHYARD_TEST_LEDGER_DIR = ledgerDir;
 const env = { ...process.env };
 function cleanRunDir() {
   const reaped = reapServersUnder(runDir);
@@ -155,7 +160,12 @@ child.once('error', async (err) => {
 });
 
 child.once('exit', async (code, signal) => {
+  // Before the run dir goes: no secret the tests created may stand in a log, a table or an error body.
+  const scan = scanLedger(ledgerDir);
+  process.stdout.write(`# secret scan: ${scan.secrets} secrets against ${scan.files} logs, table dumps and error bodies (${Math.round(scan.bytes / 1024)} KiB): ${scan.hits.length === 0 ? 'no hit' : `${scan.hits.length} HIT(S)`}\n`);
+  for (const hit of scan.hits.slice(0, 20)) process.stdout.write(`#   secret found: ${hit}\n`);
   await stopCluster();
+  if (scan.hits.length > 0 && code === 0) code = 1;
   const signals = { SIGINT: 2, SIGTERM: 15, SIGKILL: 9 };
   if (receivedSignal !== null) process.exit(128 + signals[receivedSignal]);
   process.exit(code ?? 128 + (signals[signal] ?? 1));

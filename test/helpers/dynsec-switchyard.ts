@@ -13,7 +13,8 @@ import { startSwitchyard } from '../../packages/server/src/serve.ts';
 import { startDynsecMosquitto, type DynsecMosquitto } from './mosquitto-dynsec.ts';
 import { freePort } from './ports.ts';
 import { startPostgres } from './postgres.ts';
-import { DeviceClient, TEST_ADMIN_TOKEN, startExtraInstance, uniqueId, type TestBroker, type TestEnv } from './switchyard.ts';
+import { DeviceClient, TEST_ADMIN_TOKEN, dumpForSecretScan, startExtraInstance, uniqueId, type TestBroker, type TestEnv } from './switchyard.ts';
+import { ledgerEnabled, ledgerLogDestination, recordScanned, recordSecrets, secretsOfExchange } from './secret-ledger.ts';
 
 export interface DynsecEnv extends TestEnv {
   /** The brokers' Mosquitto processes, in `brokers` order. */
@@ -48,13 +49,18 @@ export async function startDynsecSwitchyard(opts: { brokers?: number; env?: Reco
       cleanups.push(() => m.stop());
       dynsec.push(m);
     }
+    const ledgerLog = ledgerLogDestination();
     const log = opts.captureLogs
       ? createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(line) } })
-      : env.LOG_LEVEL === 'silent'
-        ? silentLogger()
-        : createLogger({ level: env.LOG_LEVEL });
+      : env.LOG_LEVEL !== 'silent'
+        ? createLogger({ level: env.LOG_LEVEL })
+        : ledgerLog
+          ? createLogger({ level: 'info', destination: ledgerLog })
+          : silentLogger();
+    recordSecrets([TEST_ADMIN_TOKEN]);
     const sy = await startSwitchyard({ config: loadConfig(env), log });
     cleanups.push(() => sy.stop());
+    if (ledgerEnabled) cleanups.push(() => dumpForSecretScan(sy, 'postgres + dynsec'));
 
     const api: TestEnv['api'] = async (method, path, body, o = {}) => {
       const headers: Record<string, string> = {};
@@ -69,6 +75,10 @@ export async function startDynsecSwitchyard(opts: { brokers?: number; env?: Reco
         parsed = text ? JSON.parse(text) : undefined;
       } catch {
         parsed = text;
+      }
+      if (ledgerEnabled) {
+        recordSecrets(secretsOfExchange(body, parsed));
+        if (res.status >= 400) recordScanned(`error body of ${method} ${path} (${res.status})`, text);
       }
       return { status: res.status, body: parsed as any, headers: res.headers };
     };

@@ -14,6 +14,7 @@ import { startSwitchyard, type Switchyard } from '../../packages/server/src/serv
 import { freePort } from './ports.ts';
 import { startPostgres } from './postgres.ts';
 import { startMosquitto, type TestMosquitto } from './mosquitto.ts';
+import { ledgerEnabled, ledgerLogDestination, recordScanned, recordSecrets, secretsOfExchange } from './secret-ledger.ts';
 
 export type TestKind = 'embedded' | 'postgres';
 
@@ -98,14 +99,20 @@ export async function startTestSwitchyard(
     }
     const config = loadConfig(env);
     const capture = opts.captureLog;
+    const ledgerLog = ledgerLogDestination();
     const log = capture
       ? createLogger({ level: capture.level ?? 'debug', destination: { write: (line: string) => void capture.lines.push(line) } })
-      : env.LOG_LEVEL === 'silent'
-        ? silentLogger()
-        : createLogger({ level: env.LOG_LEVEL });
+      : env.LOG_LEVEL !== 'silent'
+        ? createLogger({ level: env.LOG_LEVEL })
+        : ledgerLog
+          ? createLogger({ level: 'info', destination: ledgerLog })
+          : silentLogger();
+    recordSecrets([TEST_ADMIN_TOKEN]);
     let instances = 1;
     const sy = await startSwitchyard({ config, log });
     cleanups.push(() => sy.stop());
+    // Runs before the server stops (cleanups run in reverse): what the whole-suite secret scan reads.
+    if (ledgerEnabled) cleanups.push(() => dumpForSecretScan(sy, kind));
     const url = sy.url;
 
     const api: TestEnv['api'] = async (method, path, body, o = {}) => {
@@ -123,6 +130,10 @@ export async function startTestSwitchyard(
         parsed = text ? JSON.parse(text) : undefined;
       } catch {
         parsed = text; // non-JSON answers (e.g. /docs) are returned as text
+      }
+      if (ledgerEnabled) {
+        recordSecrets(secretsOfExchange(body, parsed));
+        if (res.status >= 400) recordScanned(`error body of ${method} ${path} (${res.status})`, text);
       }
       return { status: res.status, body: parsed as any, headers: res.headers };
     };
@@ -178,6 +189,14 @@ export async function startTestSwitchyard(
 }
 
 /** A minimal MQTT device for tests: collects every message it receives, by topic. */
+/** The tables the whole-suite secret scan reads (see secret-ledger.ts), as JSON. */
+export async function dumpForSecretScan(sy: Switchyard, kind: string): Promise<void> {
+  for (const table of ['audit_log', 'device_shadows', 'broker_migrations', 'outbox']) {
+    const { rows } = await sy.db.query(`SELECT * FROM ${table}`);
+    recordScanned(`${table} (${kind})`, JSON.stringify(rows));
+  }
+}
+
 /**
  * Another server instance on the same database and brokers (scale-out tests): its `stop` is idempotent and
  * registered in `cleanups`; resolves once it is connected to every broker.
