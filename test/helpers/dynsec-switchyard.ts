@@ -13,8 +13,8 @@ import { startSwitchyard } from '../../packages/server/src/serve.ts';
 import { startDynsecMosquitto, type DynsecMosquitto } from './mosquitto-dynsec.ts';
 import { freePort } from './ports.ts';
 import { startPostgres } from './postgres.ts';
-import { DeviceClient, TEST_ADMIN_TOKEN, dumpForSecretScan, startExtraInstance, uniqueId, type TestBroker, type TestEnv } from './switchyard.ts';
-import { ledgerEnabled, ledgerLogDestination, recordScanned, recordSecrets, secretsOfExchange } from './secret-ledger.ts';
+import { DeviceClient, TEST_ADMIN_TOKEN, dumpForSecretScan, startExtraInstance, testApi, uniqueId, type TestBroker, type TestEnv } from './switchyard.ts';
+import { ledgerEnabled, ledgerLogDestination, recordSecrets } from './secret-ledger.ts';
 
 export interface DynsecEnv extends TestEnv {
   /** The brokers' Mosquitto processes, in `brokers` order. */
@@ -62,26 +62,7 @@ export async function startDynsecSwitchyard(opts: { brokers?: number; env?: Reco
     cleanups.push(() => sy.stop());
     if (ledgerEnabled) cleanups.push(() => dumpForSecretScan(sy, 'postgres + dynsec'));
 
-    const api: TestEnv['api'] = async (method, path, body, o = {}) => {
-      const headers: Record<string, string> = {};
-      const token = o.token === undefined ? TEST_ADMIN_TOKEN : o.token;
-      if (token !== null) headers.authorization = `Bearer ${token}`;
-      const payload = o.raw ?? (body !== undefined ? JSON.stringify(body) : undefined);
-      if (payload !== undefined) headers['content-type'] = o.contentType ?? 'application/json';
-      const res = await fetch(`${sy.url}${path}`, { method, headers, ...(payload !== undefined ? { body: payload } : {}) });
-      const text = await res.text();
-      let parsed: unknown = text;
-      try {
-        parsed = text ? JSON.parse(text) : undefined;
-      } catch {
-        parsed = text;
-      }
-      if (ledgerEnabled) {
-        recordSecrets(secretsOfExchange(body, parsed));
-        if (res.status >= 400) recordScanned(`error body of ${method} ${path} (${res.status})`, text);
-      }
-      return { status: res.status, body: parsed as any, headers: res.headers };
-    };
+    const api = testApi(sy.url);
 
     const brokers: TestBroker[] = [];
     for (const [i, m] of dynsec.entries()) {

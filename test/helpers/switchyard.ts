@@ -115,28 +115,7 @@ export async function startTestSwitchyard(
     if (ledgerEnabled) cleanups.push(() => dumpForSecretScan(sy, kind));
     const url = sy.url;
 
-    const api: TestEnv['api'] = async (method, path, body, o = {}) => {
-      const headers: Record<string, string> = {};
-      const token = o.token === undefined ? TEST_ADMIN_TOKEN : o.token;
-      if (token !== null) headers.authorization = `Bearer ${token}`;
-      let payload: string | Buffer | undefined;
-      if (o.raw !== undefined) payload = o.raw;
-      else if (body !== undefined) payload = JSON.stringify(body);
-      if (payload !== undefined) headers['content-type'] = o.contentType ?? 'application/json';
-      const res = await fetch(`${url}${path}`, { method, headers, ...(payload !== undefined ? { body: payload } : {}) });
-      const text = await res.text();
-      let parsed: unknown = text;
-      try {
-        parsed = text ? JSON.parse(text) : undefined;
-      } catch {
-        parsed = text; // non-JSON answers (e.g. /docs) are returned as text
-      }
-      if (ledgerEnabled) {
-        recordSecrets(secretsOfExchange(body, parsed));
-        if (res.status >= 400) recordScanned(`error body of ${method} ${path} (${res.status})`, text);
-      }
-      return { status: res.status, body: parsed as any, headers: res.headers };
-    };
+    const api = testApi(url);
 
     const brokers: TestBroker[] = [];
     if (kind === 'embedded') {
@@ -189,6 +168,33 @@ export async function startTestSwitchyard(
 }
 
 /** A minimal MQTT device for tests: collects every message it receives, by topic. */
+/**
+ * The API client of a test environment: the admin token unless `o.token` (null: none), JSON bodies (or `o.raw`),
+ * answers parsed when JSON. Records secrets and error bodies for the whole-suite secret scan.
+ */
+export function testApi(url: string): TestEnv['api'] {
+  return async (method, path, body, o = {}) => {
+    const headers: Record<string, string> = {};
+    const token = o.token === undefined ? TEST_ADMIN_TOKEN : o.token;
+    if (token !== null) headers.authorization = `Bearer ${token}`;
+    const payload = o.raw ?? (body !== undefined ? JSON.stringify(body) : undefined);
+    if (payload !== undefined) headers['content-type'] = o.contentType ?? 'application/json';
+    const res = await fetch(`${url}${path}`, { method, headers, ...(payload !== undefined ? { body: payload } : {}) });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = text; // non-JSON answers (e.g. /docs) are returned as text
+    }
+    if (ledgerEnabled) {
+      recordSecrets(secretsOfExchange(body, parsed));
+      if (res.status >= 400) recordScanned(`error body of ${method} ${path} (${res.status})`, text);
+    }
+    return { status: res.status, body: parsed as any, headers: res.headers };
+  };
+}
+
 /** The tables the whole-suite secret scan reads (see secret-ledger.ts), as JSON. */
 export async function dumpForSecretScan(sy: Switchyard, kind: string): Promise<void> {
   for (const table of ['audit_log', 'device_shadows', 'broker_migrations', 'outbox']) {

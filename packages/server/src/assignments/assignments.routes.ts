@@ -5,7 +5,7 @@
  */
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { actorOf, principalOf } from '../auth/auth.plugin.ts';
-import { errorResponses, idSchema } from '../http/schemas.ts';
+import { errorResponses, idSchema, pagingQuery } from '../http/schemas.ts';
 import { deviceUuidSchema } from '../devices/devices.routes.ts';
 import { MIGRATION_STATUSES, type AssignmentChannel, type MigrationStatus } from './assignments.store.ts';
 import type { AssignmentService } from './assignment.service.ts';
@@ -45,8 +45,7 @@ function answerConfig(reply: FastifyReply, inm: string | string[] | undefined, c
 const tags = ['assignments'];
 const uuidParams = { type: 'object', required: ['uuid'], properties: { uuid: deviceUuidSchema }, additionalProperties: false } as const;
 const paging = {
-  limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
-  offset: { type: 'integer', minimum: 0, maximum: 1_000_000_000, default: 0 },
+  ...pagingQuery,
 } as const;
 
 export const assignmentRoutes: FastifyPluginAsync<AssignmentRoutesOptions> = async (app, { assignments, deviceConfig, channels, defaultChannel, configWatch }) => {

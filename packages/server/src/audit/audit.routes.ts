@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { AppError } from '../errors.ts';
-import { errorResponses, timestampSchema } from '../http/schemas.ts';
+import { errorResponses, timestampSchema, pagingQuery, pageSchema } from '../http/schemas.ts';
 import type { AuditService } from './audit.service.ts';
 
 export interface AuditRoutesOptions {
@@ -70,18 +70,12 @@ export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, {
             since: { ...timestampSchema, description: 'rows at or after this instant (RFC 3339)' },
             until: { ...timestampSchema, description: 'rows before this instant (RFC 3339)' },
             beforeId: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'rows with a smaller id: pass the last id of a page for a stable next page' },
-            limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
-            offset: { type: 'integer', minimum: 0, maximum: 1_000_000_000, default: 0 },
+            ...pagingQuery,
           },
           additionalProperties: false,
         },
         response: {
-          200: {
-            type: 'object',
-            required: ['items', 'total', 'limit', 'offset'],
-            properties: { items: { type: 'array', items: itemSchema }, total: { type: 'integer' }, limit: { type: 'integer' }, offset: { type: 'integer' } },
-            additionalProperties: false,
-          },
+          200: pageSchema(itemSchema),
           ...errorResponses(400, 403),
         },
       },

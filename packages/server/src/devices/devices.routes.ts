@@ -5,7 +5,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { DEVICE_UUID_RE } from '@switchyard/protocol';
 import { actorOf } from '../auth/auth.plugin.ts';
-import { errorResponses, idSchema, timestampSchema } from '../http/schemas.ts';
+import { errorResponses, idSchema, timestampSchema, pagingQuery, pageSchema } from '../http/schemas.ts';
 import type { DeviceService, NewDevice } from './devices.service.ts';
 
 export interface DeviceRoutesOptions {
@@ -85,8 +85,7 @@ const uuidParams = { type: 'object', required: ['uuid'], properties: { uuid: dev
 const listQuery = {
   type: 'object',
   properties: {
-    limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
-    offset: { type: 'integer', minimum: 0, maximum: 1_000_000_000, default: 0 },
+    ...pagingQuery,
     brokerId: { ...idSchema, description: 'Only devices assigned to this broker' },
   },
   additionalProperties: false,
@@ -123,12 +122,7 @@ export const deviceRoutes: FastifyPluginAsync<DeviceRoutesOptions> = async (app,
         summary: 'List devices (paged, oldest first)',
         querystring: listQuery,
         response: {
-          200: {
-            type: 'object',
-            required: ['items', 'total', 'limit', 'offset'],
-            properties: { items: { type: 'array', items: deviceSchema }, total: { type: 'integer' }, limit: { type: 'integer' }, offset: { type: 'integer' } },
-            additionalProperties: false,
-          },
+          200: pageSchema(deviceSchema),
           ...errorResponses(400, 403),
         },
       },

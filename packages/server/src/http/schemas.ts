@@ -36,3 +36,19 @@ export const PG_INT_MAX = 2147483647;
 export const idSchema = { type: 'integer', minimum: 1, maximum: PG_INT_MAX } as const;
 
 export const timestampSchema = { type: 'string', format: 'date-time' } as const;
+
+/** `limit`/`offset` of a paged list's query string. */
+export const pagingQuery = {
+  limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
+  offset: { type: 'integer', minimum: 0, maximum: 1_000_000_000, default: 0 },
+} as const;
+
+/** A paged list answer: `{items, total, limit, offset}`. */
+export function pageSchema<T extends object>(itemSchema: T) {
+  return {
+    type: 'object',
+    required: ['items', 'total', 'limit', 'offset'],
+    properties: { items: { type: 'array', items: itemSchema }, total: { type: 'integer' }, limit: { type: 'integer' }, offset: { type: 'integer' } },
+    additionalProperties: false,
+  } as const;
+}

@@ -8,7 +8,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { JOB_STATUSES, NEXT_JOB_ID, type JobStatus } from '@switchyard/protocol';
 import { actorOf, principalOf } from '../auth/auth.plugin.ts';
 import { AppError, type ErrorCode } from '../errors.ts';
-import { errorResponses } from '../http/schemas.ts';
+import { errorResponses, pagingQuery } from '../http/schemas.ts';
 import { deviceUuidSchema } from '../devices/devices.routes.ts';
 import { JobsError, parseDescribe, parseStartNext, parseUpdate, type JobsErrorCode, type JobsService } from './jobs.service.ts';
 
@@ -99,8 +99,7 @@ export const jobRoutes: FastifyPluginAsync<JobRoutesOptions> = async (app, { job
         querystring: {
           type: 'object',
           properties: {
-            limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
-            offset: { type: 'integer', minimum: 0, maximum: 1_000_000_000, default: 0 },
+            ...pagingQuery,
             deviceUuid: deviceUuidSchema,
             status: { type: 'string', enum: [...JOB_STATUSES] },
             jobType: jobTypeSchema,

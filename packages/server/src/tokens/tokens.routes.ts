@@ -1,7 +1,7 @@
 /** `/api/v1/tokens`: API tokens with scopes; admin scope only. Validates and maps; rules in {@link TokenService}. */
 import type { FastifyPluginAsync } from 'fastify';
 import { actorOf, principalOf } from '../auth/auth.plugin.ts';
-import { errorResponses, idSchema, timestampSchema } from '../http/schemas.ts';
+import { errorResponses, idSchema, timestampSchema, pagingQuery, pageSchema } from '../http/schemas.ts';
 import { API_TOKEN_SCOPES, type ApiTokenScope, type TokenService } from './tokens.service.ts';
 
 export interface TokenRoutesOptions {
@@ -94,18 +94,12 @@ export const tokenRoutes: FastifyPluginAsync<TokenRoutesOptions> = async (app, {
           type: 'object',
           properties: {
             includeRevoked: { type: 'boolean', default: false, description: 'also list revoked tokens' },
-            limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
-            offset: { type: 'integer', minimum: 0, maximum: 1_000_000_000, default: 0 },
+            ...pagingQuery,
           },
           additionalProperties: false,
         },
         response: {
-          200: {
-            type: 'object',
-            required: ['items', 'total', 'limit', 'offset'],
-            properties: { items: { type: 'array', items: tokenSchema }, total: { type: 'integer' }, limit: { type: 'integer' }, offset: { type: 'integer' } },
-            additionalProperties: false,
-          },
+          200: pageSchema(tokenSchema),
           ...errorResponses(400, 403),
         },
       },
