@@ -68,7 +68,17 @@ export function migrationE2E(kind: 'postgres' | 'embedded', skip: string | false
           return FINAL.includes(m.status) ? m : null;
         },
         { timeoutMs, intervalMs: 100, message: `migration ${id} to end` },
-      );
+      ).catch(async (err: Error) => {
+        // Say everything the next reader needs: the row, its siblings, the shadow and the agent's own account.
+        const m = (await env.api('GET', `/api/v1/migrations/${id}`)).body;
+        const all = (await env.api('GET', `/api/v1/devices/${m.deviceUuid}/migrations`)).body;
+        const shadow = (await env.api('GET', `/api/v1/devices/${m.deviceUuid}/shadows/device-state`)).body;
+        const last = agents[agents.length - 1];
+        throw new Error(
+          `${err.message}\n--- migrations ---\n${JSON.stringify(all)}\n--- shadow ---\n${JSON.stringify(shadow)}` +
+            `\n--- last agent's output ---\n${last?.output().slice(-6000) ?? '(none)'}`,
+        );
+      });
     }
 
     async function assertOn(uuid: string, brokerIndex: number, stateDir: string): Promise<void> {
@@ -166,6 +176,26 @@ export function migrationE2E(kind: 'postgres' | 'embedded', skip: string | false
       const m = await migrationEnds(id);
       assert.equal(m.status, 'completed');
       await assertOn(d.uuid, 1, d.stateDir);
+    });
+
+    it('4b. confirms an assignment away and straight back made while the device was offline', async () => {
+      const d = await newDevice();
+      const first = agent(d);
+      await onlineOn(d.uuid, 0);
+      await waitFor(async () => (await env.api('GET', `/api/v1/devices/${d.uuid}/shadows/device-state`)).body.state?.reported?.mqtt?.status === 'connected', {
+        message: 'the device reports connected on A',
+      });
+      assert.equal(await first.stop(), 0, 'the agent stops cleanly');
+      await waitFor(async () => !(await env.connectedOn(0, d.uuid)), { message: 'agent gone' });
+      const away = await assign(d.uuid, 1);
+      const back = await assign(d.uuid, 0);
+      // The device still reports A, yet the server cannot know it never left: only its report completes the row.
+      assert.ok(!FINAL.includes((await env.api('GET', `/api/v1/migrations/${back}`)).body.status), 'open until the device reports');
+      agent(d);
+      const m = await migrationEnds(back);
+      assert.equal(m.status, 'completed');
+      assert.equal((await env.api('GET', `/api/v1/migrations/${away}`)).body.status, 'superseded');
+      await assertOn(d.uuid, 0, d.stateDir);
     });
 
     it('5. A→B→A→B within a second ends on B with the middle rows superseded', async () => {

@@ -297,8 +297,8 @@ export function createAgent(options: AgentOptions): Agent {
   manager.on('disconnected', () => poller.mqttDown());
   manager.on('connectFailed', () => poller.mqttDown());
 
-  shadow.on('assignment', ({ target, version, reported, fromDelta }) => {
-    if (!fromDelta) runner?.shadowDocument({ assignment: { target, version }, reported });
+  shadow.on('assignment', ({ target, version, reported, fromDelta, reportedAfterAssignment }) => {
+    if (!fromDelta) runner?.shadowDocument({ assignment: { target, version }, reported, reportedAfterAssignment: reportedAfterAssignment === true });
     // A delta is no document: the assignment alone (no "report what it runs" step).
     else if (channels.has('shadow')) runner?.dispatch({ type: 'assignment', target, version, source: 'shadow' });
   });

@@ -79,6 +79,8 @@ export interface ShadowDocumentInfo {
   assignment?: { target: BrokerTarget; version: number };
   /** `reported.mqtt` of the document, if any. */
   reported: JsonObject | undefined;
+  /** The document's metadata shows the last report written after `desired.mqtt` (see the shadow client). */
+  reportedAfterAssignment?: boolean;
 }
 
 type Work = { kind: 'event'; event: MigrationEvent } | { kind: 'document'; info: ShadowDocumentInfo; at: number };
@@ -196,7 +198,11 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
       }
       const { info, at } = work;
       let reported = false;
-      this.#documentReported = info.reported;
+      // A "stay here" answer may skip its `connected` report only when the document already shows one that
+      // followed this assignment and no move had started since: otherwise the server may be waiting for it
+      // (an assignment away and straight back, or two made while the device was offline).
+      const settled = info.reportedAfterAssignment === true && this.#state.name === 'idle';
+      this.#documentReported = settled ? info.reported : undefined;
       try {
         if (info.assignment) {
           reported = await this.#step({ type: 'assignment', ...info.assignment, source: 'shadow', at });

@@ -29,7 +29,10 @@ export interface ReportSenderOptions {
   sent(effect: ReportEffect): (() => void) | undefined;
   /** Whether a held `migrating` report is still true when its hold ends. */
   stillMoving(effect: ReportEffect): boolean;
-  /** `reported.mqtt` of the `get` answer being processed, if any. */
+  /**
+   * `reported.mqtt` of the `get` answer being processed, only when that answer shows the device's last report
+   * written after its assignment and no move had started (else undefined: a `connected` report always goes out).
+   */
   documentReported(): JsonObject | undefined;
 }
 

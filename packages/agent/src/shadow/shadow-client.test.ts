@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { ShadowClient, ShadowTimeoutError } from './shadow-client.ts';
+import { reportedAfterAssignment, ShadowClient, ShadowTimeoutError } from './shadow-client.ts';
 import { fakeClock } from '../../test/fake-clock.ts';
 
 const UUID = 'dev-1';
@@ -49,6 +49,27 @@ describe('shadow-client', () => {
     assert.deepEqual(assignments[1].target, { brokerId: 2, protocol: 'mqtt', host: '127.0.0.1', port: 1884, url: 'mqtt://127.0.0.1:1884' });
     assert.equal(assignments[1].version, 9);
     assert.deepEqual(assignments[1].reported, { status: 'connected', brokerId: 1 });
+  });
+
+  it('says a document\'s report followed its assignment only when every desired.mqtt leaf is from an earlier second', () => {
+    const doc = (desiredAt: number[], statusAt?: number) => ({
+      state: {},
+      metadata: {
+        desired: { mqtt: Object.fromEntries(desiredAt.map((t, i) => [`k${i}`, { timestamp: t }])) },
+        reported: { mqtt: statusAt === undefined ? {} : { status: { timestamp: statusAt } } },
+      },
+      version: 3,
+      timestamp: 0,
+    });
+    assert.equal(reportedAfterAssignment(doc([100, 100], 101)), true);
+    assert.equal(reportedAfterAssignment(doc([100, 101], 101)), false, 'the same second could be either order');
+    assert.equal(reportedAfterAssignment(doc([102], 101)), false, 'assigned after the report');
+    assert.equal(reportedAfterAssignment(doc([100])), false, 'no report yet');
+    assert.equal(reportedAfterAssignment({ state: {}, metadata: {}, version: 1, timestamp: 0 }), false, 'no metadata');
+    // Carried on the assignment event of a get answer.
+    const { shadow, events } = setup();
+    shadow.handleMessage(A, `${base}/get/accepted`, buf({ ...doc([100], 101), state: { desired: { mqtt: desired } } }));
+    assert.equal(events[0]?.[1].reportedAfterAssignment, true);
   });
 
   it('accepts the answer only through the connection it insists on (the round-trip proof)', async () => {

@@ -70,7 +70,20 @@ export interface ShadowClientEvents {
    * `get/accepted` named a broker in `desired.mqtt` (`reported` is `reported.mqtt`, if any, of that document), or
    * a delta held a whole broker target (`fromDelta`, `reported` undefined).
    */
-  assignment: [info: { target: BrokerTarget; version: number; reported: JsonObject | undefined; via: ReplySource; fromDelta?: boolean }];
+  assignment: [
+    info: {
+      target: BrokerTarget;
+      version: number;
+      reported: JsonObject | undefined;
+      via: ReplySource;
+      fromDelta?: boolean;
+      /**
+       * `get` only: the document's metadata shows `reported.mqtt.status` written in a later second than
+       * `desired.mqtt` — so the device's last report already followed this assignment and nobody awaits another.
+       */
+      reportedAfterAssignment?: boolean;
+    },
+  ];
   /** A `get` answer without an assignment (404, or no `desired.mqtt`). `version` 0 when there is no shadow. */
   noAssignment: [info: { version: number; reported: JsonObject | undefined; via: ReplySource }];
   /** A delta touched `desired.mqtt` but did not name a whole broker: do a `get`. */
@@ -204,7 +217,7 @@ export class ShadowClient extends EventEmitter<ShadowClientEvents> {
       this.emit('noAssignment', { version, reported, via });
       return;
     }
-    this.emit('assignment', { target: target.value, version, reported, via });
+    this.emit('assignment', { target: target.value, version, reported, via, reportedAfterAssignment: reportedAfterAssignment(msg) });
   }
 
   #onDelta(msg: Record<string, unknown>, via: ReplySource): void {
@@ -260,4 +273,23 @@ export class ShadowClient extends EventEmitter<ShadowClientEvents> {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * True when the `get` answer's metadata shows `reported.mqtt.status` written in a strictly later second than
+ * every leaf of `desired.mqtt` (AWS metadata timestamps are epoch seconds, set by the server's clock). Missing
+ * metadata, or the same second, is false: the caller then reports again rather than risk leaving an assignment
+ * unconfirmed (one extra report is the worst case).
+ */
+export function reportedAfterAssignment(msg: GetAcceptedMessage): boolean {
+  const metadata = isObject(msg.metadata) ? msg.metadata : {};
+  const desired = isObject(metadata.desired) && isObject(metadata.desired.mqtt) ? metadata.desired.mqtt : undefined;
+  const reported = isObject(metadata.reported) && isObject(metadata.reported.mqtt) ? metadata.reported.mqtt : undefined;
+  const reportedAt = reported && isObject(reported.status) ? reported.status.timestamp : undefined;
+  if (!desired || typeof reportedAt !== 'number') return false;
+  for (const leaf of Object.values(desired)) {
+    const at = isObject(leaf) ? leaf.timestamp : undefined;
+    if (typeof at !== 'number' || at >= reportedAt) return false;
+  }
+  return true;
 }
