@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { reportedAfterAssignment, ShadowClient, ShadowTimeoutError } from './shadow-client.ts';
+import type { GetAcceptedMessage, JsonObject } from '@switchyard/protocol';
 import { fakeClock } from '../../test/fake-clock.ts';
 
 const UUID = 'dev-1';
@@ -52,11 +53,11 @@ describe('shadow-client', () => {
   });
 
   it('says a document\'s report followed its assignment only when every desired.mqtt leaf is from an earlier second', () => {
-    const doc = (desiredAt: number[], statusAt?: number) => ({
+    const doc = (desiredAt: number[], statusAt?: number): GetAcceptedMessage => ({
       state: {},
       metadata: {
         desired: { mqtt: Object.fromEntries(desiredAt.map((t, i) => [`k${i}`, { timestamp: t }])) },
-        reported: { mqtt: statusAt === undefined ? {} : { status: { timestamp: statusAt } } },
+        reported: { mqtt: statusAt === undefined ? {} : { status: { timestamp: statusAt } } } as JsonObject,
       },
       version: 3,
       timestamp: 0,
