@@ -1,8 +1,26 @@
 /**
- * Types of the broker-migration state machine: the state union, the events the runner feeds it and the effects
- * it returns. The states, their timers and their transitions are described in `migration-machine.ts`.
+ * Types of the broker-migration state machine: its configuration, the state union, the events the runner feeds
+ * it and the effects it returns. The states, their timers and their transitions are described in
+ * `migration-machine.ts` (which also holds the defaults, `DEFAULT_MIGRATION_CONFIG`).
  */
+import type { BackoffPolicy } from '@switchyard/protocol';
 import type { BrokerTarget } from '../broker-target.ts';
+
+// ───────────────────────────── configuration ─────────────────────────────
+
+/** Timing and randomness of the machine (defaults: `DEFAULT_MIGRATION_CONFIG` in `migration-machine.ts`). */
+export interface MigrationMachineConfig {
+  /** Retry delays between attempts. Default `{ baseMs: 1000, maxMs: 60000 }`. */
+  backoff: BackoffPolicy;
+  /** Uniform random source in [0, 1) for the jitter. Default `Math.random`; inject a fixed one in tests. */
+  random: () => number;
+  /** How long the new connection may take to CONNACK, ms. Default 10000. */
+  connectTimeoutMs: number;
+  /** How long subscribe + shadow `get` round trip may take through the new broker, ms. Default 10000. */
+  verifyTimeoutMs: number;
+  /** How long the runner may take to finish the switch before the machine completes it anyway, ms. Default 10000. */
+  switchTimeoutMs: number;
+}
 
 // ───────────────────────────── states ─────────────────────────────
 
