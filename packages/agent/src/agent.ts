@@ -293,7 +293,13 @@ export function createAgent(options: AgentOptions): Agent {
   manager.on('connectFailed', (info) => emitter.emit('connectFailed', info));
   manager.on('connected', () => poller.mqttUp());
   // Every connect (first, reconnect, after a move): ask for the next job — one queued while offline runs now.
-  manager.on('connected', () => jobs?.connected());
+  // After a move, only once the move is over: asked at the switch, the request would reach the server beside the
+  // `connected` report that completes the move, and the two would queue for the same device row.
+  let jobsAfterMove = false;
+  manager.on('connected', (info) => {
+    if (info.adopted) jobsAfterMove = true;
+    else jobs?.connected();
+  });
   manager.on('disconnected', () => poller.mqttDown());
   manager.on('connectFailed', () => poller.mqttDown());
 
@@ -335,6 +341,11 @@ export function createAgent(options: AgentOptions): Agent {
         });
         runner.on('migration:state', (event) => emitter.emit('migration:state', event));
         if (commands) runner.on('migration:state', (event) => commands.onMigrationState(event));
+        runner.on('migration:state', (event) => {
+          if (event.to !== 'idle' || !jobsAfterMove) return;
+          jobsAfterMove = false;
+          jobs?.connected();
+        });
         manager.start(persisted.broker);
         poller.start();
         if (config.heartbeatMs > 0) {

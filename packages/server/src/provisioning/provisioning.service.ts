@@ -145,6 +145,10 @@ export function createProvisioningService(opts: ProvisioningOptions) {
      * go — it can no longer log in where it left.
      */
     async afterMove(q: Queryable, deviceUuid: string, toBrokerId: number): Promise<number[]> {
+      // A device without credential rows (its brokers are `static`) has nothing to withdraw, and can gain its first
+      // row only through an assignment, which the caller's device lock already excludes: no row lock needed, so a
+      // move's completion never waits behind the device's other requests (its jobs ask, for one).
+      if ((await listCredentials(q, deviceUuid)).length === 0) return [];
       // Rotation and deletion lock the device row too: one credential chain per pair, written one at a time.
       if (!(await lockDeviceForCredentials(q, deviceUuid))) return [];
       const ids: number[] = [];
