@@ -35,6 +35,12 @@ function etagMatches(inm: string | string[] | undefined, etag: string): boolean 
   return inm.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`);
 }
 
+/** {@link answerConfig} for a handler that is not `async`: sends, and returns the reply. */
+function sendConfig(reply: FastifyReply, inm: string | string[] | undefined, config: DeviceConfig): FastifyReply {
+  const answer = answerConfig(reply, inm, config);
+  return answer === reply ? reply : reply.send(answer);
+}
+
 /** 304 without a body when `If-None-Match` matches, else the config; both with the ETag. */
 function answerConfig(reply: FastifyReply, inm: string | string[] | undefined, config: DeviceConfig): FastifyReply | DeviceConfig {
   const etag = etagOf(config);
@@ -165,44 +171,52 @@ export const assignmentRoutes: FastifyPluginAsync<AssignmentRoutesOptions> = asy
         response: errorResponses(400, 403, 404, 429),
       },
     },
-    async (req, reply) => {
+    (req, reply) => {
       const uuid = req.params.uuid;
       const inm = req.headers['if-none-match'];
-      // The hot path (every polling device): no closures created per request.
       const waitMs = (req.query.wait ?? 0) * 1000;
-      if (waitMs === 0 || !configWatch || typeof inm !== 'string') return answerConfig(reply, inm, await deviceConfig.get(uuid));
-
-      // The client going away ends the wait (ServerResponse 'close' before the answer was written).
-      const gone = new AbortController();
-      const onClose = (): void => {
-        if (!reply.raw.writableFinished) gone.abort();
-      };
-      reply.raw.once('close', onClose);
-      const deadline = Date.now() + waitMs;
-      try {
-        for (;;) {
-          // Register before reading: a commit between the read and the registration still wakes us.
-          const waiter = configWatch.wait(uuid, Math.max(0, deadline - Date.now()), gone.signal);
-          let config: DeviceConfig;
-          try {
-            config = await deviceConfig.get(uuid, { fresh: true });
-          } catch (err) {
-            waiter.cancel();
-            throw err;
-          }
-          if (!etagMatches(inm, etagOf(config))) {
-            waiter.cancel();
-            return answerConfig(reply, inm, config);
-          }
-          const outcome = await waiter.done;
-          if (outcome === 'aborted') return reply.code(304).send(); // nobody listens; keep it cheap
-          // Woken by a change (re-check: it may not touch this ETag) or out of time / shutting down: one last read,
-          // which also covers a NOTIFY lost while the LISTEN connection was down.
-          if (outcome !== 'changed' || Date.now() >= deadline) return answerConfig(reply, inm, await deviceConfig.get(uuid, { fresh: true }));
-        }
-      } finally {
-        reply.raw.off('close', onClose);
+      if (waitMs === 0 || !configWatch || typeof inm !== 'string') {
+        // The hot path (every polling device): answered synchronously from the in-memory copy when there is one.
+        const cached = deviceConfig.cached(uuid);
+        if (cached !== undefined) return sendConfig(reply, inm, cached);
+        return deviceConfig.get(uuid).then((config) => sendConfig(reply, inm, config));
       }
+      return longPoll(reply, configWatch, uuid, inm, waitMs);
     },
   );
+
+  /** `?wait=N` with an `If-None-Match`: hold the answer until the config changes or the time is up. */
+  async function longPoll(reply: FastifyReply, watch: ConfigWatch, uuid: string, inm: string, waitMs: number): Promise<FastifyReply | DeviceConfig> {
+    // The client going away ends the wait (ServerResponse 'close' before the answer was written).
+    const gone = new AbortController();
+    const onClose = (): void => {
+      if (!reply.raw.writableFinished) gone.abort();
+    };
+    reply.raw.once('close', onClose);
+    const deadline = Date.now() + waitMs;
+    try {
+      for (;;) {
+        // Register before reading: a commit between the read and the registration still wakes us.
+        const waiter = watch.wait(uuid, Math.max(0, deadline - Date.now()), gone.signal);
+        let config: DeviceConfig;
+        try {
+          config = await deviceConfig.get(uuid, { fresh: true });
+        } catch (err) {
+          waiter.cancel();
+          throw err;
+        }
+        if (!etagMatches(inm, etagOf(config))) {
+          waiter.cancel();
+          return answerConfig(reply, inm, config);
+        }
+        const outcome = await waiter.done;
+        if (outcome === 'aborted') return reply.code(304).send(); // nobody listens; keep it cheap
+        // Woken by a change (re-check: it may not touch this ETag) or out of time / shutting down: one last read,
+        // which also covers a NOTIFY lost while the LISTEN connection was down.
+        if (outcome !== 'changed' || Date.now() >= deadline) return answerConfig(reply, inm, await deviceConfig.get(uuid, { fresh: true }));
+      }
+    } finally {
+      reply.raw.off('close', onClose);
+    }
+  }
 };

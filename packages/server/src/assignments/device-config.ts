@@ -68,6 +68,12 @@ export function createDeviceConfigService(db: Queryable, o: { cacheMs?: number; 
   const generation = new Map<string, number>();
   let forgets = 0;
   return {
+    /** The in-memory copy when it is fresh enough, else undefined (no database read): the polling hot path. */
+    cached(deviceUuid: string): DeviceConfig | undefined {
+      if (cacheMs <= 0) return undefined;
+      const hit = cache.get(deviceUuid);
+      return hit !== undefined && now() < hit.expires ? hit.config : undefined;
+    },
     async get(deviceUuid: string, opts: { fresh?: boolean } = {}): Promise<DeviceConfig> {
       if (cacheMs > 0 && !opts.fresh) {
         const hit = cache.get(deviceUuid);

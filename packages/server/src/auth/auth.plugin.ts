@@ -27,7 +27,7 @@
  * validation errors.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyPluginAsync, FastifyRequest, FastifySchema } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
 import type { Queryable } from '../db/db.ts';
 import { findDeviceByTokenHash } from '../devices/devices.store.ts';
 import { AppError } from '../errors.ts';
@@ -195,7 +195,12 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) 
     }
   };
 
-  app.addHook('onRequest', async (request, reply) => {
+  /**
+   * Who the request is, and whether that principal may call this route. Synchronous (returns undefined) for the
+   * admin token and for a device token the cache knows — every polling device's request — and a promise only when
+   * the database must be asked.
+   */
+  const authenticate = (request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined => {
     const header = request.headers.authorization;
     if (header === undefined || header === '') {
       reply.header('www-authenticate', 'Bearer');
@@ -206,15 +211,23 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) 
       reply.header('www-authenticate', 'Bearer');
       throw unauthorized('The Authorization header must be "Bearer <token>"');
     }
-    const digest = createHash('sha256').update(match[1], 'utf8').digest();
+    const token = match[1];
+    const digest = createHash('sha256').update(token, 'utf8').digest();
     const hash = digest.toString('hex'); // = hashToken(token)
 
     if (adminDigest !== null && timingSafeEqual(digest, adminDigest)) {
       request.principal = { kind: 'admin', scope: 'admin' };
-      return;
+      return undefined;
     }
+    const isDeviceToken = token.startsWith(DEVICE_TOKEN_PREFIX);
+    if (isDeviceToken) {
+      const cached = cache?.get(hash);
+      if (cached !== undefined) return admitDevice(request, cached);
+    }
+    return authenticateSlow(request, reply, hash, isDeviceToken);
+  };
 
-    const isDeviceToken = match[1].startsWith(DEVICE_TOKEN_PREFIX);
+  const authenticateSlow = async (request: FastifyRequest, reply: FastifyReply, hash: string, isDeviceToken: boolean): Promise<void> => {
     if (!isDeviceToken && opts.apiTokens) {
       const token = await opts.apiTokens.authenticate(hash);
       if (token !== null) {
@@ -223,7 +236,6 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) 
         return;
       }
     }
-
     let deviceUuid = cache?.get(hash);
     if (deviceUuid === undefined) {
       const device = await findDeviceByTokenHash(opts.db, hash);
@@ -234,8 +246,12 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) 
       deviceUuid = device.uuid;
       cache?.set(hash, deviceUuid);
     }
-    request.principal = { kind: 'device', deviceUuid };
+    admitDevice(request, deviceUuid);
+  };
 
+  /** A device principal reaches only device-accessible routes, and only for its own uuid. */
+  const admitDevice = (request: FastifyRequest, deviceUuid: string): undefined => {
+    request.principal = { kind: 'device', deviceUuid };
     if (request.routeOptions.config.device !== true) {
       throw new AppError('FORBIDDEN', 'A device token may not call this route; it needs an admin token');
     }
@@ -243,6 +259,20 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) 
     if (params?.uuid !== deviceUuid) {
       throw new AppError('FORBIDDEN', "A device token may only reach its own device's resources");
     }
+    return undefined;
+  };
+
+  // A callback hook rather than an `async` one: the common cases finish without a promise or a microtask.
+  app.addHook('onRequest', (request, reply, done) => {
+    let pending: Promise<void> | undefined;
+    try {
+      pending = authenticate(request, reply);
+    } catch (err) {
+      done(err as Error);
+      return;
+    }
+    if (pending === undefined) done();
+    else pending.then(() => done(), (err: unknown) => done(err as Error));
   });
 };
 

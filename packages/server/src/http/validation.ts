@@ -75,6 +75,8 @@ function nonFinitePath(v: unknown, path: string): string | null {
   if (typeof v === 'number') return Number.isFinite(v) ? null : path;
   if (typeof v !== 'object' || v === null) return null;
   for (const [k, child] of Object.entries(v)) {
+    // Strings and the like cannot hold a number: skip them before building a path (this runs on every request).
+    if (typeof child !== 'number' && (typeof child !== 'object' || child === null)) continue;
     const found = nonFinitePath(child, `${path}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`);
     if (found !== null) return found;
   }
