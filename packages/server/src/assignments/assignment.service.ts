@@ -30,21 +30,18 @@ import { AppError } from '../errors.ts';
 import { getBroker, type BrokerRow } from '../brokers/brokers.store.ts';
 import { insertAudit } from '../audit/audit.store.ts';
 import { migrationAudit } from '../audit/audit-entries.ts';
-import { loadShadows, lockDevices, saveShadows, shadowKey } from '../shadows/shadows.store.ts';
+import { lockDevices, saveShadows } from '../shadows/shadows.store.ts';
 import type { AppliedUpdate } from '../shadows/shadow.service.ts';
 import { enqueue, type NewOutboxRow } from '../outbox/outbox.store.ts';
 import {
   advanceMigration,
   appendCommandAck,
   getMigration,
-  insertMigration,
   listMigrations,
-  lockDeviceRow,
+  lockDeviceWithShadow,
   markNotified,
-  notifyConfigChanged,
   openMigration,
-  setAssignedBroker,
-  supersedeOpen,
+  recordAssignment,
   timeOutOverdue,
   type AssignmentChannel,
   type MigrationFilter,
@@ -99,8 +96,9 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
     const pending: MigrationRow[] = [];
     const result = await db.transaction(async (tx) => {
       await lockDevices(tx, [deviceUuid]); // the shadow service's lock: no shadow batch interleaves
-      const device = await lockDeviceRow(tx, deviceUuid);
-      if (!device) throw new AppError('DEVICE_NOT_FOUND', `no device with uuid ${deviceUuid}`);
+      const locked = await lockDeviceWithShadow(tx, deviceUuid, BROKER_SHADOW);
+      if (!locked) throw new AppError('DEVICE_NOT_FOUND', `no device with uuid ${deviceUuid}`);
+      const { device, shadow: stored } = locked;
       const broker = await getBroker(tx, brokerId, { lock: 'share' });
       if (!broker) throw new AppError('BROKER_NOT_FOUND', `no broker with id ${brokerId}`);
       if (broker.status !== 'active') {
@@ -108,8 +106,6 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       }
       const target = assignmentOf(broker);
       const brokerView = { id: broker.id, name: broker.name, url: target.broker };
-      const key = shadowKey(deviceUuid, BROKER_SHADOW);
-      const stored = (await loadShadows(tx, [{ deviceUuid, shadowName: BROKER_SHADOW }])).get(key);
       const reported = stored?.document?.state.reported?.mqtt;
       const reportedHere = isObject(reported) && reported.brokerId === brokerId && reported.status === 'connected';
 
@@ -146,11 +142,10 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       if (!update.ok) throw new AppError('INTERNAL', `could not write the assignment: ${update.error.message}`);
       const version = update.document.version;
       await saveShadows(tx, [{ deviceUuid, shadowName: BROKER_SHADOW, document: update.document, version }]);
-      await setAssignedBroker(tx, deviceUuid, brokerId);
-      await supersedeOpen(tx, deviceUuid);
       const fromBrokerId = (isObject(reported) && typeof reported.brokerId === 'number' ? reported.brokerId : null) ?? device.connected_broker_id ?? device.mqtt_broker_id;
       const commandId = o.channel === 'command' ? randomUUID() : null;
-      const migration = await insertMigration(tx, {
+      // The broker row, superseded rows, the new migration and the config NOTIFY (long-polls wake on commit).
+      const migration = await recordAssignment(tx, {
         deviceUuid,
         fromBrokerId,
         toBrokerId: brokerId,
@@ -162,8 +157,6 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       });
       pending.push(migration);
       const migrationId = Number(migration.id);
-      // Every channel: long-polls of the config endpoint wake when (and only if) this commits.
-      await notifyConfigChanged(tx, deviceUuid);
       // The device's account on the target first: it must be able to log in there before it is told to move.
       const provisionId = (await opts.provisioning?.forAssignment(tx, deviceUuid, broker, migrationId)) ?? null;
 

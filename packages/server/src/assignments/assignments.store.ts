@@ -1,5 +1,6 @@
 /** All SQL of broker assignments (`broker_migrations`) and device presence. */
 import type { Queryable } from '../db/db.ts';
+import { storedShadowOf, type ShadowRow, type StoredShadow } from '../shadows/shadows.store.ts';
 
 export const OPEN_STATUSES = ['pending', 'notified', 'migrating'] as const;
 export const MIGRATION_STATUSES = ['pending', 'notified', 'migrating', 'completed', 'failed', 'superseded', 'canceled', 'timed_out'] as const;
@@ -56,16 +57,29 @@ export interface DeviceForAssignment {
   online: boolean;
 }
 
-export async function lockDeviceRow(q: Queryable, uuid: string): Promise<DeviceForAssignment | null> {
-  const { rows } = await q.query<DeviceForAssignment>(
-    'SELECT uuid, mqtt_broker_id, connected_broker_id, online FROM devices WHERE uuid = $1 FOR UPDATE',
-    [uuid],
+/**
+ * Locks the device row (FOR UPDATE) and reads it with its `shadowName` shadow row, in one round trip; null when
+ * there is no such device (`shadow` null when it has no such shadow).
+ */
+export async function lockDeviceWithShadow(
+  q: Queryable,
+  uuid: string,
+  shadowName: string,
+): Promise<{ device: DeviceForAssignment; shadow: StoredShadow | null } | null> {
+  const { rows } = await q.query<DeviceForAssignment & { shadow: ShadowRow | null }>(
+    `SELECT d.uuid, d.mqtt_broker_id, d.connected_broker_id, d.online,
+            CASE WHEN s.device_uuid IS NULL THEN NULL ELSE json_build_object('device_uuid', s.device_uuid, 'shadow_name', s.shadow_name,
+              'desired', s.desired, 'reported', s.reported, 'metadata', s.metadata, 'version', s.version, 'deleted', s.deleted) END AS shadow
+       FROM devices d
+       LEFT JOIN device_shadows s ON s.device_uuid = d.uuid AND s.shadow_name = $2
+      WHERE d.uuid = $1
+        FOR UPDATE OF d`,
+    [uuid, shadowName],
   );
-  return rows[0] ?? null;
-}
-
-export async function setAssignedBroker(q: Queryable, uuid: string, brokerId: number): Promise<void> {
-  await q.query('UPDATE devices SET mqtt_broker_id = $2, updated_at = now() WHERE uuid = $1', [uuid, brokerId]);
+  const row = rows[0];
+  if (!row) return null;
+  const { shadow, ...device } = row;
+  return { device, shadow: shadow === null ? null : storedShadowOf(shadow) };
 }
 
 export async function openMigration(q: Queryable, uuid: string): Promise<MigrationRow | null> {
@@ -76,16 +90,12 @@ export async function openMigration(q: Queryable, uuid: string): Promise<Migrati
   return rows[0] ?? null;
 }
 
-export async function supersedeOpen(q: Queryable, uuid: string): Promise<number[]> {
-  const { rows } = await q.query<{ id: number }>(
-    `UPDATE broker_migrations SET status = 'superseded', finished_at = now(), updated_at = now()
-      WHERE device_uuid = $1 AND status IN ${OPEN} RETURNING id`,
-    [uuid],
-  );
-  return rows.map((r) => r.id);
-}
-
-export async function insertMigration(
+/**
+ * The assignment's writes, in one statement: the device's assigned broker, every open migration of the device
+ * superseded, the new migration row (returned), and the NOTIFY that wakes config long-polls (CONFIG_CHANNEL) at
+ * commit. Data-modifying CTEs share one snapshot, so the new row is never among the superseded.
+ */
+export async function recordAssignment(
   q: Queryable,
   m: {
     deviceUuid: string;
@@ -99,9 +109,19 @@ export async function insertMigration(
   },
 ): Promise<MigrationRow> {
   const { rows } = await q.query<MigrationRow>(
-    `INSERT INTO broker_migrations (device_uuid, from_broker_id, to_broker_id, channel, shadow_version, requested_by, deadline_at, command_id)
-     VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8) RETURNING *`,
-    [m.deviceUuid, m.fromBrokerId, m.toBrokerId, m.channel, m.shadowVersion, m.requestedBy, m.timeoutSeconds, m.commandId ?? null],
+    `WITH assigned AS (
+       UPDATE devices SET mqtt_broker_id = $3, updated_at = now() WHERE uuid = $1
+     ), superseded AS (
+       UPDATE broker_migrations SET status = 'superseded', finished_at = now(), updated_at = now()
+        WHERE device_uuid = $1 AND status IN ${OPEN}
+     ), inserted AS (
+       INSERT INTO broker_migrations (device_uuid, from_broker_id, to_broker_id, channel, shadow_version, requested_by, deadline_at, command_id)
+       VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8) RETURNING *
+     ), notified AS (
+       SELECT pg_notify($9, $1) AS sent
+     )
+     SELECT inserted.* FROM inserted CROSS JOIN notified`,
+    [m.deviceUuid, m.fromBrokerId, m.toBrokerId, m.channel, m.shadowVersion, m.requestedBy, m.timeoutSeconds, m.commandId ?? null, CONFIG_CHANNEL],
   );
   return rows[0]!;
 }
@@ -214,6 +234,3 @@ export async function appendCommandAck(q: Queryable, deviceUuid: string, command
 }
 
 /** Wakes the long-polls of `GET /devices/:uuid/config` for this device, in every instance, when `q` commits. */
-export async function notifyConfigChanged(q: Queryable, deviceUuid: string): Promise<void> {
-  await q.query('SELECT pg_notify($1, $2)', [CONFIG_CHANNEL, deviceUuid]);
-}

@@ -32,7 +32,7 @@ import { createDeviceLimiter, describeRefusal, type DeviceLimiterStats } from '.
 import {
   listShadowNames,
   loadDeviceRoutes,
-  loadShadows,
+  loadRoutesAndShadows,
   lockDevices,
   saveShadows,
   shadowKey,
@@ -164,8 +164,9 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
     try {
       const run = async (q: Queryable): Promise<ShadowOutcome[]> => {
         if (writes) await lockDevices(q, uuids);
-        routes = await loadDeviceRoutes(q, uuids);
-        const current = await loadShadows(q, keys);
+        const loaded = await loadRoutesAndShadows(q, uuids, keys);
+        routes = loaded.routes;
+        const current = loaded.shadows;
         const dirty = new Map<string, StoredShadow>();
         const results = batch.map((req) => applyOne(req, routes, current, dirty));
         await saveShadows(q, [...dirty.values()]);

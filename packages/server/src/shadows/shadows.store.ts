@@ -45,7 +45,8 @@ export async function loadDeviceRoutes(q: Queryable, uuids: readonly string[]): 
   );
 }
 
-interface ShadowRow {
+/** A `device_shadows` row as read (also through `json_build_object`, where `version` arrives as a number). */
+export interface ShadowRow {
   device_uuid: string;
   shadow_name: string;
   desired: JsonObject | null;
@@ -55,7 +56,8 @@ interface ShadowRow {
   deleted: boolean;
 }
 
-function toStored(r: ShadowRow): StoredShadow {
+/** A read shadow row as the service holds it. */
+export function storedShadowOf(r: ShadowRow): StoredShadow {
   const version = Number(r.version);
   if (r.deleted) return { deviceUuid: r.device_uuid, shadowName: r.shadow_name, document: null, version };
   const state: ShadowDocument['state'] = {};
@@ -71,17 +73,30 @@ export function shadowKey(deviceUuid: string, shadowName: string): string {
   return `${deviceUuid}\u0000${shadowName}`;
 }
 
-export async function loadShadows(
+/**
+ * The devices' routes (as {@link loadDeviceRoutes}) and the requested shadow rows, in one round trip (one row, two
+ * JSON arrays): what every shadow batch reads, after its locks.
+ */
+export async function loadRoutesAndShadows(
   q: Queryable,
+  uuids: readonly string[],
   keys: ReadonlyArray<{ deviceUuid: string; shadowName: string }>,
-): Promise<Map<string, StoredShadow>> {
-  const { rows } = await q.query<ShadowRow>(
-    `SELECT s.device_uuid, s.shadow_name, s.desired, s.reported, s.metadata, s.version, s.deleted
-       FROM device_shadows s
-       JOIN jsonb_to_recordset($1::jsonb) AS k(u text, n text) ON s.device_uuid = k.u AND s.shadow_name = k.n`,
-    [JSON.stringify(keys.map((k) => ({ u: k.deviceUuid, n: k.shadowName })))],
+): Promise<{ routes: Map<string, DeviceRoute>; shadows: Map<string, StoredShadow> }> {
+  const { rows } = await q.query<{ routes: Array<{ uuid: string; b: number | null; c: number | null }>; shadows: ShadowRow[] }>(
+    `SELECT
+       (SELECT coalesce(json_agg(json_build_object('uuid', d.uuid, 'b', d.mqtt_broker_id, 'c', d.connected_broker_id)), '[]')
+          FROM devices d WHERE d.uuid IN (SELECT jsonb_array_elements_text($1::jsonb))) AS routes,
+       (SELECT coalesce(json_agg(json_build_object('device_uuid', s.device_uuid, 'shadow_name', s.shadow_name, 'desired', s.desired,
+                 'reported', s.reported, 'metadata', s.metadata, 'version', s.version, 'deleted', s.deleted)), '[]')
+          FROM device_shadows s
+          JOIN jsonb_to_recordset($2::jsonb) AS k(u text, n text) ON s.device_uuid = k.u AND s.shadow_name = k.n) AS shadows`,
+    [JSON.stringify(uuids), JSON.stringify(keys.map((k) => ({ u: k.deviceUuid, n: k.shadowName })))],
   );
-  return new Map(rows.map((r) => [shadowKey(r.device_uuid, r.shadow_name), toStored(r)]));
+  const row = rows[0]!;
+  return {
+    routes: new Map(row.routes.map((r) => [r.uuid, { uuid: r.uuid, brokerId: r.b, connectedBrokerId: r.c }])),
+    shadows: new Map(row.shadows.map((r) => [shadowKey(r.device_uuid, r.shadow_name), storedShadowOf(r)])),
+  };
 }
 
 /** Writes the final state of every shadow a batch touched, in one statement (one row per key). */
