@@ -32,7 +32,7 @@ import { insertAudit } from '../audit/audit.store.ts';
 import { migrationAudit } from '../audit/audit-entries.ts';
 import { lockDevices, saveShadows } from '../shadows/shadows.store.ts';
 import type { AppliedUpdate } from '../shadows/shadow.service.ts';
-import { enqueue, type NewOutboxRow } from '../outbox/outbox.store.ts';
+import { enqueue, enqueueLeased, type NewOutboxRow, type OutboxRow } from '../outbox/outbox.store.ts';
 import {
   advanceMigration,
   appendCommandAck,
@@ -79,6 +79,12 @@ export interface AssignmentServiceOptions {
   };
 }
 
+/** What the assignment service needs of the outbox dispatcher to deliver its own rows at once. */
+export interface LeasedDelivery {
+  leaseSeconds: number;
+  deliverLeased(rows: readonly OutboxRow[]): void;
+}
+
 export function createAssignmentService(opts: AssignmentServiceOptions) {
   const { db, clock } = opts;
   const log = opts.log.child({ component: 'assignments' });
@@ -88,12 +94,15 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
   const changed = (row: MigrationRow | null): void => {
     if (row) opts.onMigrationChange?.(toMigration(row));
   };
+  /** This instance's dispatcher, once bound: an assignment's notifications then leave the moment it commits. */
+  let outbox: LeasedDelivery | null = null;
 
   async function assign(deviceUuid: string, brokerId: number, o: { channel: AssignmentChannel; actor: string }): Promise<AssignResult> {
     if (o.channel === 'job' && !opts.createChangeBrokerJob) {
       throw new AppError('VALIDATION_FAILED', "channel 'job' needs the device jobs engine, which this server does not run; use shadow, command or poll");
     }
     const pending: MigrationRow[] = [];
+    let leased: OutboxRow[] = [];
     const result = await db.transaction(async (tx) => {
       await lockDevices(tx, [deviceUuid]); // the shadow service's lock: no shadow batch interleaves
       const locked = await lockDeviceWithShadow(tx, deviceUuid, BROKER_SHADOW);
@@ -199,7 +208,12 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       }
       // Channel `poll`: nothing to publish, the device's next config request answers it.
       for (const r of rows) r.dependsOn = provisionId; // null: known to need none (job rows: enqueue links them)
-      if (rows.length > 0) await enqueue(tx, rows);
+      if (rows.length > 0 && provisionId === null && outbox !== null) {
+        // Nothing to wait for: leased to this instance, delivered right after the commit (no NOTIFY, no claim).
+        leased = await enqueueLeased(tx, rows, outbox.leaseSeconds);
+      } else if (rows.length > 0) {
+        await enqueue(tx, rows);
+      }
       await insertAudit(tx, {
         actor: o.actor,
         action: 'device.assign_broker',
@@ -223,6 +237,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
         migration: { id: Number(migration.id), status: migration.status },
       };
     });
+    if (leased.length > 0) outbox?.deliverLeased(leased);
     pending.forEach(changed);
     if (result.changed) log.info({ deviceUuid, brokerId, migrationId: result.migration?.id, shadowVersion: result.shadowVersion }, 'device assigned');
     return result;
@@ -324,6 +339,10 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
 
   return {
     assign,
+    /** Binds this instance's outbox dispatcher (created after this service): notifications leave at commit. */
+    bindOutbox(d: LeasedDelivery): void {
+      outbox = d;
+    },
     onShadowUpdates,
     onNotified,
     recordCommandAck,

@@ -23,8 +23,11 @@ export interface OutboxDispatcherOptions {
   db: Db;
   log: Logger;
   clock: Clock;
-  /** Delivers one row; throws to have it retried. */
-  deliver(row: OutboxRow): Promise<void>;
+  /**
+   * Delivers one row; throws to have it retried. `justCommitted`: handed over by {@link OutboxDispatcher.deliverLeased}
+   * right after its transaction committed (what that transaction decided still holds; a retry re-checks).
+   */
+  deliver(row: OutboxRow, ctx: { justCommitted: boolean }): Promise<void>;
   /** Called after a row was delivered (e.g. to mark a migration `notified`). */
   onDelivered?(row: OutboxRow): Promise<void>;
   /** Retry policy. Default base 250 ms, cap 30 s. */
@@ -48,6 +51,15 @@ export interface OutboxDispatcher {
    * resolves with the ids still undelivered (empty when all went out). Wakes the dispatcher first.
    */
   waitDelivered(ids: readonly number[], timeoutMs: number): Promise<number[]>;
+  /**
+   * Delivers rows its caller inserted already leased (`enqueueLeased`) and just committed, at once and in order,
+   * without a claim; a failed one is retried like any row (its lease is dropped, the due timer takes it).
+   */
+  deliverLeased(rows: readonly OutboxRow[]): void;
+  /** The lease a dispatcher holds on rows in work, seconds (also the lease `enqueueLeased` should take). */
+  readonly leaseSeconds: number;
+  /** Rows taken through {@link deliverLeased} (for tests and metrics). */
+  readonly leasedDelivered: number;
   stop(): Promise<void>;
 }
 
@@ -66,17 +78,19 @@ export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDis
   /** Settled by every local delivery: `waitDelivered` re-checks then instead of waiting for its poll. */
   const deliveredWaiters = new Set<() => void>();
 
-  async function deliverOne(row: OutboxRow): Promise<void> {
-    const rlog = log.child({ outboxId: row.id, kind: row.kind, deviceUuid: row.deviceUuid, migrationId: row.migrationId });
+  async function deliverOne(row: OutboxRow, justCommitted = false): Promise<boolean> {
     try {
-      await opts.deliver(row);
+      await opts.deliver(row, { justCommitted });
       await markDelivered(opts.db, row.id);
       await opts.onDelivered?.(row);
       for (const w of [...deliveredWaiters]) w();
+      return true;
     } catch (err) {
       const delay = nextDelay(row.attempts - 1, backoff);
+      const rlog = log.child({ outboxId: row.id, kind: row.kind, deviceUuid: row.deviceUuid, migrationId: row.migrationId });
       rlog.warn({ err: (err as Error).message, attempt: row.attempts, nextDelayMs: delay }, 'outbox delivery failed; will retry');
       await markFailed(opts.db, row.id, (err as Error).message, delay);
+      return false;
     }
   }
 
@@ -84,42 +98,68 @@ export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDis
     for (;;) {
       const rows = await claim(opts.db, batchSize, leaseSeconds);
       if (rows.length === 0) break;
-      const inWork = new Set(rows.map((r) => r.id));
-      let renewTimer: ReturnType<Clock['setTimeout']> | null = null;
-      const renew = (): void => {
-        renewTimer = opts.clock.setTimeout(() => {
-          extendLease(opts.db, [...inWork], leaseSeconds)
-            .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'renewing outbox leases failed; another dispatcher may deliver some rows again'))
-            .finally(() => {
-              if (inWork.size > 0 && !stopped) renew();
-            });
-        }, (leaseSeconds * 1000) / 3);
-      };
-      renew();
-      const track = async (row: OutboxRow): Promise<void> => {
-        if (stopped) return;
-        try {
-          await deliverOne(row);
-        } finally {
-          inWork.delete(row.id);
-        }
-      };
-      try {
-        const side = rows.filter((r) => opts.concurrent?.(r) === true);
-        const serial = rows.filter((r) => opts.concurrent?.(r) !== true);
-        await Promise.all([
-          Promise.all(side.map(track)),
-          (async () => {
-            for (const row of serial) await track(row);
-          })(),
-        ]);
-      } finally {
-        inWork.clear();
-        if (renewTimer) opts.clock.clearTimeout(renewTimer);
-      }
+      await deliverClaimed(rows);
       if (stopped) return;
     }
     scheduleDue(await nextDueInSeconds(opts.db));
+  }
+
+  /** Delivers rows this dispatcher holds the lease of, renewing it while any is in work; false if one failed. */
+  async function deliverClaimed(rows: readonly OutboxRow[], justCommitted = false): Promise<boolean> {
+    let ok = true;
+    const inWork = new Set(rows.map((r) => r.id));
+    let renewTimer: ReturnType<Clock['setTimeout']> | null = null;
+    const renew = (): void => {
+      renewTimer = opts.clock.setTimeout(() => {
+        extendLease(opts.db, [...inWork], leaseSeconds)
+          .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'renewing outbox leases failed; another dispatcher may deliver some rows again'))
+          .finally(() => {
+            if (inWork.size > 0 && !stopped) renew();
+          });
+      }, (leaseSeconds * 1000) / 3);
+    };
+    renew();
+    const track = async (row: OutboxRow): Promise<void> => {
+      if (stopped) return;
+      try {
+        if (!(await deliverOne(row, justCommitted))) ok = false;
+      } finally {
+        inWork.delete(row.id);
+      }
+    };
+    try {
+      const side = rows.filter((r) => opts.concurrent?.(r) === true);
+      const serial = rows.filter((r) => opts.concurrent?.(r) !== true);
+      await Promise.all([
+        Promise.all(side.map(track)),
+        (async () => {
+          for (const row of serial) await track(row);
+        })(),
+      ]);
+    } finally {
+      inWork.clear();
+      if (renewTimer) opts.clock.clearTimeout(renewTimer);
+    }
+    return ok;
+  }
+
+  let leasedDelivered = 0;
+  /** One chain at a time: leased rows of successive transactions go out in commit order. */
+  let leasedChain: Promise<unknown> = Promise.resolve();
+  function deliverLeased(rows: readonly OutboxRow[]): void {
+    if (stopped || rows.length === 0) return;
+    leasedDelivered += rows.length;
+    leasedChain = leasedChain
+      .then(() => deliverClaimed([...rows].sort((a, b) => a.id - b.id), true))
+      .then(
+        (ok) => {
+          if (!ok) wake(); // the failed rows are due later: the round sets the timer
+        },
+        (err: unknown) => {
+          log.error({ err }, 'delivering just-committed outbox rows failed; they are retried when their lease ends');
+          scheduleDue(leaseSeconds);
+        },
+      );
   }
 
   function scheduleDue(seconds: number | null): void {
@@ -184,6 +224,11 @@ export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDis
 
   return {
     waitDelivered,
+    deliverLeased,
+    leaseSeconds,
+    get leasedDelivered() {
+      return leasedDelivered;
+    },
     async start() {
       unlisten = await opts.db.listen(OUTBOX_CHANNEL, () => wake());
       safety();
@@ -196,6 +241,7 @@ export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDis
       if (safetyTimer) opts.clock.clearTimeout(safetyTimer);
       await unlisten?.();
       await running;
+      await leasedChain;
     },
   };
 }

@@ -70,7 +70,7 @@ export type OutboxRow = OutboxMessage & {
  * command, the jobs engine's `change-broker` job), the device is never told to move to a broker that cannot
  * let it in yet.
  */
-export async function enqueue(q: Queryable, rows: NewOutboxRow[]): Promise<number[]> {
+export async function enqueue(q: Queryable, rows: NewOutboxRow[], opts: { leaseSeconds?: number } = {}): Promise<number[]> {
   const provisionOf = new Map<number, number | null>();
   const values: unknown[] = [];
   for (const r of rows) {
@@ -82,6 +82,17 @@ export async function enqueue(q: Queryable, rows: NewOutboxRow[]): Promise<numbe
     values.push(r.kind, JSON.stringify(r.payload), r.deviceUuid ?? null, r.migrationId ?? null, dependsOn);
   }
   if (rows.length === 0) return [];
+  if (opts.leaseSeconds !== undefined) {
+    // Leased to the caller from the start (see enqueueLeased): no dispatcher may claim them before the lease ends,
+    // so nobody is woken.
+    const lease = values.push(opts.leaseSeconds);
+    const tuples = rows.map((_, i) => `($${i * 5 + 1}, $${i * 5 + 2}::jsonb, $${i * 5 + 3}, $${i * 5 + 4}, $${i * 5 + 5}::bigint, now() + make_interval(secs => $${lease}), 1)`).join(', ');
+    const { rows: out } = await q.query<{ id: number }>(
+      `INSERT INTO outbox (kind, payload, device_uuid, migration_id, depends_on, claimed_until, attempts) VALUES ${tuples} RETURNING id`,
+      values,
+    );
+    return out.map((r) => Number(r.id)).sort((a, b) => a - b);
+  }
   // One statement for the lot (ids ascend in VALUES order: delivery order). pg_notify in the same statement is
   // delivered only if (and when) the transaction commits.
   const tuples = rows.map((_, i) => `($${i * 5 + 1}, $${i * 5 + 2}::jsonb, $${i * 5 + 3}, $${i * 5 + 4}, $${i * 5 + 5}::bigint)`).join(', ');
@@ -93,6 +104,17 @@ export async function enqueue(q: Queryable, rows: NewOutboxRow[]): Promise<numbe
     values,
   );
   return out.map((r) => Number(r.id));
+}
+
+/**
+ * Inserts rows that need no predecessor, already leased (for `leaseSeconds`) to the caller, who delivers them itself
+ * the moment its transaction commits (the dispatcher's `deliverLeased`): no NOTIFY round, no claim query on
+ * the way to the broker. Should the caller die first, the lease runs out and any dispatcher delivers them — the
+ * same at-least-once as every row. Returns the rows as the dispatcher takes them.
+ */
+export async function enqueueLeased(q: Queryable, rows: Array<OutboxMessage & { deviceUuid?: string; migrationId?: number }>, leaseSeconds: number): Promise<OutboxRow[]> {
+  const ids = await enqueue(q, rows.map((r) => ({ ...r, dependsOn: null })), { leaseSeconds });
+  return rows.map((r, i) => ({ ...r, id: ids[i]!, deviceUuid: r.deviceUuid ?? null, migrationId: r.migrationId ?? null, attempts: 1 }) as OutboxRow);
 }
 
 /** The pending `broker.provision` row that prepares `migrationId`, if any. */
