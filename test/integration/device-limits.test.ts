@@ -101,6 +101,7 @@ describe('per-device limits (PostgreSQL + Mosquitto, defaults)', { skip, timeout
     assert.deepEqual([...new Set(statuses)].sort(), [200, 429], `statuses ${statuses.join(',')}`);
     for (const r of asDevice.filter((x) => x.status === 429)) {
       assert.deepEqual(r.body, { error: 'Too Many Requests', message: 'Too many requests', code: 'TOO_MANY_REQUESTS' });
+      assert.equal(r.headers.get('retry-after'), '1', 'the limits are per second: try again in one');
     }
     const ok = statuses.filter((s) => s === 200).length;
     assert.equal((await env.api('GET', path)).body.version, ok, 'refused requests changed nothing');

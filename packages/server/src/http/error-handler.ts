@@ -103,6 +103,8 @@ export function sendError(err: unknown, request: FastifyRequest, reply: FastifyR
   } else {
     request.log.debug({ code: body.code, status }, 'request refused');
   }
+  // Every 429 comes from a per-second limit (a device's rate, its requests in flight, a full queue): one second on.
+  if (status === 429 && !reply.hasHeader('retry-after')) reply.header('retry-after', '1');
   return reply.code(status).type('application/json; charset=utf-8').send(body);
 }
 
