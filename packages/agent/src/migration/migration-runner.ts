@@ -9,7 +9,7 @@
  * subscribing and the verification `get` run in the background and come back as events (`connected`,
  * `connectFailed`, `verified`, `verifyFailed`, `newConnectionLost`), so the machine's timers start when it says and bound everything.
  *
- * Connections: the old one is the {@link ConnectionManager}'s current connection; the runner opens the new one
+ * Connections (`move-connections.ts`): the old one is the {@link ConnectionManager}'s current connection; the runner opens the new one
  * per attempt (`openConnection`), publishes presence on it, and at `switchPublishing` hands it to the manager
  * (`adopt`), which returns the old one. `closeConnection old` then publishes `{state: "offline", brokerId: old}`
  * on the old connection and closes it cleanly (a clean DISCONNECT suppresses the will, so the server would
@@ -20,7 +20,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { statusTopic, type JsonObject } from '@switchyard/protocol';
+import type { JsonObject } from '@switchyard/protocol';
 import type { BrokerTarget } from '../broker-target.ts';
 import type { Clock, TimerHandle } from '../clock.ts';
 import type { ConnectionManager } from '../connection/connection-manager.ts';
@@ -39,6 +39,9 @@ import {
 } from './migration-types.ts';
 import { reportsConnectedTo } from './report.ts';
 import { ReportSender } from './report-sender.ts';
+import { MoveConnections } from './move-connections.ts';
+
+export { withTimeout } from './with-timeout.ts';
 
 /** A machine event without its time: the runner stamps `at` from its clock. */
 export type RunnerEvent = MigrationEvent extends infer E ? (E extends MigrationEvent ? Omit<E, 'at'> : never) : never;
@@ -93,18 +96,12 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
   readonly #work: Work[] = [];
   #draining: Promise<void> | null = null;
   readonly #timers = new Map<TimerName, TimerHandle>();
-  /** New connections by attempt (open, or being opened: `null`). */
-  readonly #newConns = new Map<string, MqttConnection | null>();
-  /** Close listeners of new connections, by attempt. */
-  readonly #closeListeners = new Map<string, () => void>();
-  /** Old connections handed back by `adopt`, by attempt, until `closeConnection old`. */
-  readonly #retiring = new Map<string, MqttConnection | null>();
-  /** Subscribe-then-get chain of the verification, by attempt. */
-  readonly #verifyChains = new Map<string, Promise<void>>();
+  /** The connections of the attempts (new ones, and old ones after a switch). */
+  readonly #conns: MoveConnections;
   /** The attempt whose switch is in progress (its `connected` report ends it). */
   #switching: string | null = null;
-  /** Work started in the background (closing connections): awaited by `stop`. */
-  readonly #background = new Set<Promise<unknown>>();
+  /** Work started in the background (closing connections, pending-move saves): awaited by `stop`. */
+  readonly #inBackground = new Set<Promise<unknown>>();
   #stopped = false;
   readonly #reports: ReportSender;
   /** While a `get` answer is processed: its `reported.mqtt`, to skip a `connected` report it already shows. */
@@ -115,6 +112,22 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
     this.#o = options;
     this.#log = options.log.child({ component: 'migration-runner' });
     this.#state = options.initialState;
+    this.#conns = new MoveConnections({
+      deviceUuid: options.deviceUuid,
+      open: options.open,
+      manager: options.manager,
+      shadow: options.shadow,
+      clock: options.clock,
+      log: this.#log,
+      closeTimeoutMs: options.closeTimeoutMs ?? 2000,
+      verifyTimeoutMs: options.machine.config.verifyTimeoutMs + 1000,
+      dispatch: (event) => this.dispatch(event),
+      background: (p) => this.#background(p),
+      stopped: () => this.#stopped,
+      switchOver: (attemptId) => {
+        if (this.#switching === attemptId) this.#switching = null;
+      },
+    });
     this.#reports = new ReportSender({
       clock: options.clock,
       log: this.#log,
@@ -177,8 +190,8 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
     await this.idle();
     this.#reports.stop();
     for (const name of [...this.#timers.keys()]) this.#cancelTimer(name);
-    for (const attemptId of [...this.#newConns.keys()]) this.#closeNew(attemptId, 'agent stopping', false);
-    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+    for (const attemptId of this.#conns.attempts()) this.#conns.closeNew(attemptId, 'agent stopping', false);
+    while (this.#inBackground.size > 0) await Promise.allSettled([...this.#inBackground]);
   }
 
   #enqueue(work: Work): void {
@@ -236,25 +249,17 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
   async #execute(effect: MigrationEffect): Promise<void> {
     switch (effect.type) {
       case 'openConnection':
-        this.#openNew(effect.attemptId, effect.target);
+        this.#conns.open(effect.attemptId, effect.target);
         return;
       case 'closeConnection':
-        if (effect.which === 'new') this.#closeNew(effect.attemptId, effect.reason, true);
-        else this.#closeOld(effect.attemptId, effect.reason);
+        if (effect.which === 'new') this.#conns.closeNew(effect.attemptId, effect.reason, true);
+        else this.#conns.closeOld(effect.attemptId, effect.reason);
         return;
-      case 'subscribe': {
-        const conn = this.#newConns.get(effect.attemptId);
-        if (!conn) {
-          this.dispatch({ type: 'verifyFailed', attemptId: effect.attemptId, reason: 'the new connection is gone' });
-          return;
-        }
-        const chain = conn.subscribe(this.#o.shadow.replyTopics());
-        this.#verifyChains.set(effect.attemptId, chain);
-        chain.catch((err: unknown) => this.dispatch({ type: 'verifyFailed', attemptId: effect.attemptId, reason: `subscribe through ${conn.target.url} failed: ${message(err)}` }));
+      case 'subscribe':
+        this.#conns.subscribe(effect.attemptId);
         return;
-      }
       case 'sendShadowGet':
-        this.#verify(effect.attemptId);
+        this.#conns.verify(effect.attemptId);
         return;
       case 'startTimer': {
         this.#cancelTimer(effect.name);
@@ -271,13 +276,12 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
         this.#cancelTimer(effect.name);
         return;
       case 'switchPublishing': {
-        const conn = this.#newConns.get(effect.attemptId);
-        if (!conn) {
+        const adopted = this.#conns.adopt(effect.attemptId);
+        if (!adopted) {
           this.#log.error({ attemptId: effect.attemptId }, 'switchPublishing without an open new connection; the switch timer will commit the move');
           return;
         }
-        const previous = this.#o.manager.adopt(conn);
-        this.#retiring.set(effect.attemptId, previous);
+        const { conn, previous } = adopted;
         this.#o.queue.switchTo(conn);
         this.#switching = effect.attemptId;
         this.#log.info({ attemptId: effect.attemptId, from: previous?.target.brokerId, to: conn.target.brokerId }, 'publishing switched to the new broker');
@@ -298,8 +302,7 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
           // hold the next effect — opening the new connection, or a `verified` queued behind this step — for a
           // few ms, more on a busy disk (bench/migration-latency). Written in the background, still in order:
           // a later save (the one naming the new broker, awaited) lands after it; `stop` waits for it.
-          this.#background.add(saved);
-          void saved.finally(() => this.#background.delete(saved));
+          this.#background(saved);
           return;
         }
         await saved;
@@ -316,116 +319,9 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
     }
   }
 
-  #openNew(attemptId: string, target: BrokerTarget): void {
-    this.#newConns.set(attemptId, null);
-    this.#o.open(target).then(
-      (conn) => {
-        if (!this.#newConns.has(attemptId) || this.#newConns.get(attemptId) !== null) {
-          // The attempt was given up while connecting (timeout, preemption, stop).
-          this.#track(conn.end({ reason: `attempt ${attemptId} abandoned` }));
-          return;
-        }
-        this.#newConns.set(attemptId, conn);
-        const onClose = (): void => this.dispatch({ type: 'newConnectionLost', attemptId, reason: `connection to ${target.url} lost: ${conn.closeReason ?? 'closed'}` });
-        this.#closeListeners.set(attemptId, onClose);
-        conn.once('close', onClose);
-        // Presence on every connect, to any broker (contract).
-        this.#publishStatus(conn, 'online');
-        this.dispatch({ type: 'connected', attemptId });
-      },
-      (err: unknown) => {
-        if (this.#newConns.get(attemptId) !== null) return;
-        this.#newConns.delete(attemptId);
-        this.dispatch({ type: 'connectFailed', attemptId, reason: message(err) });
-      },
-    );
-  }
-
-  /** Subscribe (already started) and the `get` through the new connection; its answer proves the round trip. */
-  #verify(attemptId: string): void {
-    const conn = this.#newConns.get(attemptId);
-    const chain = this.#verifyChains.get(attemptId);
-    if (!conn || !chain) {
-      this.dispatch({ type: 'verifyFailed', attemptId, reason: 'the new connection is gone' });
-      return;
-    }
-    // The get goes out right behind the SUBSCRIBE, without waiting for the SUBACK: a broker handles one client's
-    // packets in order, so the subscription exists before the request is even routed, let alone answered.
-    // Both must succeed: a refused subscription fails the verification as before.
-    const answer = this.#o.shadow.get((topic, payload) => conn.publish(topic, payload, { qos: 1 }), {
-      via: conn.id,
-      clientToken: this.#o.shadow.nextToken(`mv-${attemptId}`),
-      timeoutMs: this.#o.machine.config.verifyTimeoutMs + 1000,
-    });
-    answer.catch(() => undefined); // observed below, after the chain
-    chain
-      .then(() => answer)
-      .then(
-        (answer) => {
-          // An answer through the new broker — accepted or rejected (404: no shadow yet) — is the proof.
-          this.#log.debug({ attemptId, ok: answer.ok }, 'shadow get answered through the new broker');
-          this.dispatch({ type: 'verified', attemptId });
-        },
-        (err: unknown) => {
-          if (this.#verifyChains.get(attemptId) !== chain) return;
-          this.dispatch({ type: 'verifyFailed', attemptId, reason: `shadow get through ${conn.target.url} failed: ${message(err)}` });
-        },
-      )
-      .finally(() => {
-        if (this.#verifyChains.get(attemptId) === chain) this.#verifyChains.delete(attemptId);
-      });
-  }
-
-  /** Gives up the new connection of an attempt that failed or was preempted (before any switch). */
-  #closeNew(attemptId: string, reason: string, restorePresence: boolean): void {
-    if (!this.#newConns.has(attemptId)) return;
-    const conn = this.#newConns.get(attemptId);
-    this.#newConns.delete(attemptId);
-    this.#verifyChains.delete(attemptId);
-    if (!conn) return; // still opening: ended when the open completes
-    const listener = this.#closeListeners.get(attemptId);
-    if (listener) conn.off('close', listener);
-    this.#closeListeners.delete(attemptId);
-    this.#track(
-      (async () => {
-        // It announced itself online on the target: take that back, then say again where the device is.
-        if (conn.isOpen) await this.#publishStatus(conn, 'offline');
-        await conn.end({ reason });
-        const current = this.#o.manager.current;
-        if (restorePresence && current && !this.#stopped) await this.#publishStatus(current, 'online');
-      })(),
-    );
-  }
-
-  /** After the switch: offline on the old broker, then a clean DISCONNECT. */
-  #closeOld(attemptId: string, reason: string): void {
-    const old = this.#retiring.get(attemptId);
-    this.#retiring.delete(attemptId);
-    // The new connection belongs to the manager now.
-    const listener = this.#closeListeners.get(attemptId);
-    const adopted = this.#newConns.get(attemptId);
-    if (listener && adopted) adopted.off('close', listener);
-    this.#closeListeners.delete(attemptId);
-    this.#newConns.delete(attemptId);
-    if (this.#switching === attemptId) this.#switching = null;
-    if (!old) return;
-    this.#log.info({ brokerId: old.target.brokerId, reason }, 'closing the connection to the old broker');
-    this.#track(
-      (async () => {
-        if (old.isOpen) await this.#publishStatus(old, 'offline');
-        await old.end({ reason });
-      })(),
-    );
-  }
-
-  /** Publishes presence on one connection, bounded; never throws. */
-  async #publishStatus(conn: MqttConnection, state: 'online' | 'offline'): Promise<void> {
-    const body: Record<string, unknown> = { state, brokerId: conn.target.brokerId, at: new Date(this.#o.clock.now()).toISOString() };
-    try {
-      await withTimeout(this.#o.clock, conn.publish(statusTopic(this.#o.deviceUuid), JSON.stringify(body), { qos: 1 }), this.#o.closeTimeoutMs ?? 2000);
-    } catch (err) {
-      this.#log.debug({ err: message(err), connection: conn.id, state }, 'presence not acknowledged');
-    }
+  #background(p: Promise<unknown>): void {
+    this.#inBackground.add(p);
+    void p.finally(() => this.#inBackground.delete(p));
   }
 
   #cancelTimer(name: TimerName): void {
@@ -433,31 +329,4 @@ export class MigrationRunner extends EventEmitter<MigrationRunnerEvents> {
     if (handle !== undefined) this.#o.clock.clearTimeout(handle);
     this.#timers.delete(name);
   }
-
-  #track(p: Promise<unknown>): void {
-    const tracked = p.catch((err: unknown) => this.#log.warn({ err: message(err) }, 'closing a connection failed'));
-    this.#background.add(tracked);
-    void tracked.finally(() => this.#background.delete(tracked));
-  }
-}
-
-/** Rejects after `ms` on `clock` unless `p` settles first. */
-export function withTimeout<T>(clock: Clock, p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = clock.setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clock.clearTimeout(timer);
-        resolve(v);
-      },
-      (err: unknown) => {
-        clock.clearTimeout(timer);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
