@@ -19,7 +19,7 @@
 import { EventEmitter } from 'node:events';
 import type { SecureContext } from 'node:tls';
 import { pino, type Logger } from 'pino';
-import { nextDelay, statusTopic, type BackoffPolicy } from '@switchyard/protocol';
+import { statusTopic, type BackoffPolicy } from '@switchyard/protocol';
 import type { BrokerTarget } from './broker-target.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { AGENT_CHANNELS, AGENT_DEFAULTS, type AgentChannel, type AgentConfig } from './config.ts';
@@ -34,6 +34,7 @@ import { createMigrationMachine, type MigrationMachineConfig } from './migration
 import { MigrationRunner, withTimeout } from './migration/migration-runner.ts';
 import type { MigrationState, MigrationStateEvent } from './migration/migration-types.ts';
 import { PublishQueue, type PublishOptions } from './publish-queue.ts';
+import { ShadowGetter } from './shadow/shadow-getter.ts';
 import { ShadowClient } from './shadow/shadow-client.ts';
 import { createStateStore, type AgentState } from './state/state-store.ts';
 import { AgentStartError, bootState } from './boot.ts';
@@ -224,52 +225,16 @@ export function createAgent(options: AgentOptions): Agent {
   const presence = (conn: MqttConnection): Promise<void> =>
     conn.publish(statusTopic(config.deviceUuid), JSON.stringify({ state: 'online', brokerId: conn.target.brokerId, at: new Date(clock.now()).toISOString() }), { qos: 1 });
 
-  /** A `get` through the current connection: its answer arrives as a shadow-client event. Coalesced. */
-  let getInFlight: MqttConnection | null = null;
-  let getAgain = false;
-  let getFailures = 0;
-  let getRetry: ReturnType<Clock['setTimeout']> | null = null;
-  const requestShadow = (reason: string): void => {
-    const conn = manager.current;
-    if (!conn) return; // the next connect does a get anyway
-    // Coalesce with a get in flight on this same live connection; one sent on a connection since lost may
-    // never be answered (its answer went to a session that no longer exists), so it does not count.
-    if (getInFlight === conn && conn.isOpen) {
-      getAgain = true;
-      return;
-    }
-    getInFlight = conn;
-    shadow
-      .get((topic, payload) => conn.publish(topic, payload, { qos: 1 }))
-      .then(
-        (answer) => {
-          if (lifecycle === 'stopping' || lifecycle === 'stopped') return;
-          getFailures = 0;
-          if (!answer.ok && answer.error.code !== 404) log.warn({ code: answer.error.code, message: answer.error.message, reason }, 'shadow get rejected');
-        },
-        (err: unknown) => {
-          if (lifecycle !== 'running' || manager.current !== conn) return; // a new connection asks again
-          // Unanswered (e.g. while another server instance takes the broker over): ask again with backoff,
-          // since the answer may carry an assignment.
-          const delay = nextDelay(Math.min(getFailures, 10), { baseMs: 1000, maxMs: 30_000 });
-          getFailures += 1;
-          log.warn({ err: (err as Error).message, reason, retryInMs: delay }, 'shadow get failed; asking again');
-          if (getRetry !== null) clock.clearTimeout(getRetry);
-          getRetry = clock.setTimeout(() => {
-            getRetry = null;
-            if (lifecycle === 'running') requestShadow('retry');
-          }, delay);
-        },
-      )
-      .finally(() => {
-        if (getInFlight !== conn) return; // superseded by a get on a newer connection
-        getInFlight = null;
-        if (getAgain && lifecycle === 'running') {
-          getAgain = false;
-          requestShadow('coalesced');
-        }
-      });
-  };
+  /** The `get` through the current connection (coalesced, retried); its answer arrives as a shadow-client event. */
+  const getter = new ShadowGetter({
+    shadow,
+    clock,
+    log,
+    current: () => manager.current,
+    running: () => lifecycle === 'running',
+    stopping: () => lifecycle === 'stopping' || lifecycle === 'stopped',
+  });
+  const requestShadow = (reason: string): void => getter.request(reason);
 
   const manager = new ConnectionManager({
     open,
@@ -362,8 +327,7 @@ export function createAgent(options: AgentOptions): Agent {
     async stop() {
       if (lifecycle === 'stopped' || lifecycle === 'stopping') return;
       lifecycle = 'stopping';
-      if (getRetry !== null) clock.clearTimeout(getRetry);
-      getRetry = null;
+      getter.cancel();
       bootAbort.abort();
       poller.stop();
       commands?.close();
