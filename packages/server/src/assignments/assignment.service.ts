@@ -154,7 +154,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       const fromBrokerId = (isObject(reported) && typeof reported.brokerId === 'number' ? reported.brokerId : null) ?? device.connected_broker_id ?? device.mqtt_broker_id;
       const commandId = o.channel === 'command' ? randomUUID() : null;
       // The broker row, superseded rows, the new migration and the config NOTIFY (long-polls wake on commit).
-      const migration = await recordAssignment(tx, {
+      const { migration, superseded } = await recordAssignment(tx, {
         deviceUuid,
         fromBrokerId,
         toBrokerId: brokerId,
@@ -164,7 +164,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
         timeoutSeconds,
         commandId,
       });
-      pending.push(migration);
+      pending.push(...superseded, migration); // announced after the commit: the rows it ended, then the new one
       const migrationId = Number(migration.id);
       // The device's account on the target first: it must be able to log in there before it is told to move.
       const provisionId = (await opts.provisioning?.forAssignment(tx, deviceUuid, broker, migrationId)) ?? null;

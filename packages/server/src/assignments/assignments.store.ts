@@ -92,7 +92,7 @@ export async function openMigration(q: Queryable, uuid: string): Promise<Migrati
 
 /**
  * The assignment's writes, in one statement: the device's assigned broker, every open migration of the device
- * superseded, the new migration row (returned), and the NOTIFY that wakes config long-polls (CONFIG_CHANNEL) at
+ * superseded (returned, to be announced), the new migration row (returned), and the NOTIFY that wakes config long-polls (CONFIG_CHANNEL) at
  * commit. Data-modifying CTEs share one snapshot, so the new row is never among the superseded.
  */
 export async function recordAssignment(
@@ -107,23 +107,26 @@ export async function recordAssignment(
     timeoutSeconds: number;
     commandId?: string | null;
   },
-): Promise<MigrationRow> {
-  const { rows } = await q.query<MigrationRow>(
+): Promise<{ migration: MigrationRow; superseded: MigrationRow[] }> {
+  const { rows } = await q.query<MigrationRow & { superseded_rows: MigrationRow[] }>(
     `WITH assigned AS (
        UPDATE devices SET mqtt_broker_id = $3, updated_at = now() WHERE uuid = $1
      ), superseded AS (
        UPDATE broker_migrations SET status = 'superseded', finished_at = now(), updated_at = now()
-        WHERE device_uuid = $1 AND status IN ${OPEN}
+        WHERE device_uuid = $1 AND status IN ${OPEN} RETURNING *
      ), inserted AS (
        INSERT INTO broker_migrations (device_uuid, from_broker_id, to_broker_id, channel, shadow_version, requested_by, deadline_at, command_id)
        VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8) RETURNING *
      ), notified AS (
        SELECT pg_notify($9, $1) AS sent
      )
-     SELECT inserted.* FROM inserted CROSS JOIN notified`,
+     SELECT inserted.*, (SELECT coalesce(json_agg(to_json(superseded) ORDER BY superseded.id), '[]'::json) FROM superseded) AS superseded_rows
+       FROM inserted CROSS JOIN notified`,
     [m.deviceUuid, m.fromBrokerId, m.toBrokerId, m.channel, m.shadowVersion, m.requestedBy, m.timeoutSeconds, m.commandId ?? null, CONFIG_CHANNEL],
   );
-  return rows[0]!;
+  // The superseded rows come as JSON (timestamps as text): `toMigration` reads either.
+  const { superseded_rows: superseded, ...migration } = rows[0]!;
+  return { migration: migration as MigrationRow, superseded };
 }
 
 export async function getMigration(q: Queryable, id: number): Promise<MigrationRow | null> {

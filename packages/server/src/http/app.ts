@@ -3,7 +3,7 @@
  * tests drive it with `app.inject`.
  *
  * Layout:
- * - public: `/healthz`, `/readyz`, `/openapi.json`, `/docs` (Swagger UI from its bundled assets, no network);
+ * - public: `/healthz`, `/readyz`, `/metrics` (when `deps.metrics`), `/openapi.json`, `/docs` (Swagger UI from its bundled assets, no network);
  * - `/api/v1`: the auth hook first (bearer token → `request.principal`), then brokers, devices and any
  *   `deps.plugins` (e.g. the shadow routes), which therefore inherit authentication.
  *
@@ -34,6 +34,8 @@ import { createClientErrorHandler } from './client-errors.ts';
 import { installJsonBodyParser } from './json-body.ts';
 import { healthRoutes, type BrokerPoolView } from './health.routes.ts';
 import { createValidatorFactory } from './validation.ts';
+import { installHttpMetrics, metricsRoutes } from '../metrics/metrics.routes.ts';
+import type { SwitchyardMetrics } from '../metrics/switchyard-metrics.ts';
 
 export type { BrokerPoolStatus, BrokerPoolView } from './health.routes.ts';
 export type { Principal, AdminScope } from '../auth/auth.plugin.ts';
@@ -67,6 +69,8 @@ export interface ServerDeps {
   plugins?: Array<{ plugin: FastifyPluginAsync<any>; opts?: object }> | undefined;
   /** Device accounts on brokers (registration, token rotation, deletion); see `provisioning/`. */
   provisioning?: ProvisioningService | undefined;
+  /** Metrics (`metrics/`): when given, `GET /metrics` is served and every HTTP answer is counted. */
+  metrics?: SwitchyardMetrics | undefined;
 }
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
@@ -96,6 +100,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  if (deps.metrics) installHttpMetrics(app, deps.metrics);
 
   await app.register(swagger, {
     openapi: {
@@ -117,6 +122,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   await app.register(healthRoutes, { db: deps.db, brokerPool: deps.brokerPool });
+  if (deps.metrics) await app.register(metricsRoutes, { metrics: deps.metrics });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   const onBrokersChange = deps.onBrokersChange ?? (deps.brokerPool ? () => deps.brokerPool?.refresh() : undefined);

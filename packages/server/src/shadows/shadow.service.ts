@@ -109,6 +109,8 @@ export interface ShadowServiceOptions {
    * (e.g. the assignment service moving a migration on a device's report). Throwing fails the batch.
    */
   afterApply?(q: Queryable, applied: AppliedUpdate[]): Promise<void>;
+  /** Observer of every answer (metrics): `code` 200 = accepted, else the rejection's code; `limit` says which limit refused a 429. */
+  onOutcome?(op: ShadowRequest['op'], origin: ShadowOrigin['kind'], code: number, limit?: 'rate' | 'in-flight' | 'queue'): void;
 }
 
 export interface ShadowService {
@@ -193,7 +195,11 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
       routes = new Map();
       afterCommit.length = 0; // rolled back: nothing to announce
     }
-    batch.forEach((req, i) => publishOutcome(req, outcomes[i]!, routes.get(req.deviceUuid)));
+    batch.forEach((req, i) => {
+      const out = outcomes[i]!;
+      opts.onOutcome?.(req.op, req.origin.kind, out.ok ? 200 : out.error.code);
+      publishOutcome(req, out, routes.get(req.deviceUuid));
+    });
     for (const fn of afterCommit) {
       try {
         fn();
@@ -330,6 +336,7 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
   function throttled(req: Pick<ShadowRequest, 'deviceUuid' | 'shadowName' | 'op' | 'origin'>, clientToken: string | undefined, reason: 'rate' | 'in-flight'): ShadowOutcome {
     log.debug({ deviceUuid: req.deviceUuid, op: req.op, reason }, `shadow request refused with 429: ${describeRefusal(reason, limits)}`);
     const error = shadowError(429, SHADOW_MESSAGES.tooManyRequests, nowSeconds(), clientToken);
+    opts.onOutcome?.(req.op, req.origin.kind, 429, reason);
     if (req.origin.kind === 'mqtt') rejectNow(req.origin.brokerId, req.origin.ns, req.deviceUuid, req.shadowName, req.op, error);
     return { ok: false, error };
   }
@@ -341,10 +348,12 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
       const now = nowSeconds();
       if (err instanceof QueueFullError) {
         const outcome: ShadowOutcome = { ok: false, error: shadowError(429, SHADOW_MESSAGES.tooManyRequests, now, clientTokenOf(req)) };
+        opts.onOutcome?.(req.op, req.origin.kind, 429, 'queue');
         publishOutcome(req, outcome, undefined);
         return outcome;
       }
       log.error({ err, deviceUuid: req.deviceUuid }, 'shadow request failed');
+      opts.onOutcome?.(req.op, req.origin.kind, 500);
       return { ok: false, error: shadowError(500, SHADOW_MESSAGES.internal, now, clientTokenOf(req)) };
     }
   }
@@ -368,6 +377,7 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
       const r = parseUpdateRequest(payload);
       if (!r.ok) {
         limiter.release(deviceUuid);
+        opts.onOutcome?.(op, 'mqtt', r.error.code);
         rejectNow(brokerId, ns, deviceUuid, shadowName, op, shadowError(r.error.code, r.error.message, nowSeconds(), r.clientToken));
         return;
       }

@@ -1,0 +1,3 @@
+import { metricsContract } from './metrics-contract.ts';
+
+metricsContract('embedded', false);
