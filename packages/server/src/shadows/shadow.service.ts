@@ -24,11 +24,9 @@ import {
   type ShadowErrorBody,
   type UpdateShadowRequest,
 } from '@switchyard/protocol';
-import type { Db, Queryable } from '../db/db.ts';
-import type { Clock } from '../clock.ts';
-import type { Logger } from '../log.ts';
-import { Batcher, QueueFullError, type BatcherStats } from './shadow-batcher.ts';
-import { createDeviceLimiter, describeRefusal, type DeviceLimiterStats } from './device-limiter.ts';
+import type { Queryable } from '../db/db.ts';
+import { Batcher, QueueFullError } from './shadow-batcher.ts';
+import { createDeviceLimiter, describeRefusal } from './device-limiter.ts';
 import {
   listShadowNames,
   loadDeviceRoutes,
@@ -40,91 +38,9 @@ import {
   type StoredShadow,
 } from './shadows.store.ts';
 
-/** Where a request came from: a broker (a device, or anything allowed to publish there) or HTTP. */
-export type ShadowOrigin =
-  | { kind: 'mqtt'; brokerId: number; ns: Namespace }
-  | { kind: 'http'; actor: 'admin' | 'device' }
-  | { kind: 'internal' };
+import type { ShadowOrigin, ShadowRequest, ShadowOutcome, AppliedUpdate, ShadowServiceOptions, ShadowService } from './shadow.types.ts';
 
-interface BaseRequest {
-  deviceUuid: string;
-  /** '' is the classic (unnamed) shadow. */
-  shadowName: string;
-  origin: ShadowOrigin;
-}
-
-export type ShadowRequest =
-  | (BaseRequest & { op: 'get'; clientToken?: string })
-  | (BaseRequest & { op: 'delete'; clientToken?: string })
-  | (BaseRequest & { op: 'update'; request: UpdateShadowRequest });
-
-export type ShadowOutcome =
-  | { ok: true; op: 'get'; body: object }
-  | { ok: true; op: 'delete'; body: object }
-  | { ok: true; op: 'update'; body: object; version: number; document: ShadowDocument; delta?: object; documents: object }
-  | { ok: false; error: ShadowErrorBody };
-
-/** A successful update, as seen by {@link ShadowServiceOptions.afterApply} inside the transaction. */
-export interface AppliedUpdate {
-  deviceUuid: string;
-  shadowName: string;
-  origin: ShadowOrigin;
-  request: UpdateShadowRequest;
-  /** The document after the update. */
-  document: ShadowDocument;
-  /** Callbacks run after the transaction committed (e.g. to emit events). */
-  afterCommit: Array<() => void>;
-}
-
-/** Publishes on one broker; failures are logged by the publisher, never thrown at the service. */
-export interface ShadowPublisher {
-  publish(brokerId: number, topic: string, payload: string, qos: 0 | 1): void;
-}
-
-export interface ShadowServiceOptions {
-  db: Db;
-  clock: Clock;
-  log: Logger;
-  publisher: ShadowPublisher;
-  /** Topic namespaces served; deltas go out in each. Default `['iot']`. */
-  namespaces?: Namespace[];
-  /** Parallel batch lanes (one transaction in flight per lane). Default 2 on PostgreSQL, 1 on PGlite. */
-  lanes?: number;
-  /** Largest batch per transaction. Default 500. */
-  maxBatch?: number;
-  /**
-   * Requests waiting per lane before new ones are answered 429 at once (`SWITCHYARD_SHADOW_QUEUE_MAX`).
-   * Default 2,000: under overload a quick 429 beats seconds of queueing for everyone. */
-  maxQueued?: number;
-  /**
-   * Shadow requests per second per device (`SWITCHYARD_DEVICE_RATE_LIMIT`; 0 = no limit), burst one second's worth.
-   * Counted for requests from devices (MQTT, and HTTP with a device token), malformed ones included; operator and
-   * internal requests are not limited per device. Over it: 429 at once. Default 20 (AWS IoT).
-   */
-  deviceRateLimit?: number;
-  /** Admitted shadow requests of one device not yet answered (`SWITCHYARD_DEVICE_MAX_IN_FLIGHT`; 0 = no bound); one more gets 429. Default 10. */
-  deviceMaxInFlight?: number;
-  /**
-   * Runs inside each batch's transaction after its updates were applied and saved, before commit
-   * (e.g. the assignment service moving a migration on a device's report). Throwing fails the batch.
-   */
-  afterApply?(q: Queryable, applied: AppliedUpdate[]): Promise<void>;
-  /** Observer of every answer (metrics): `code` 200 = accepted, else the rejection's code; `limit` says which limit refused a 429. */
-  onOutcome?(op: ShadowRequest['op'], origin: ShadowOrigin['kind'], code: number, limit?: 'rate' | 'in-flight' | 'queue'): void;
-}
-
-export interface ShadowService {
-  submit(req: ShadowRequest): Promise<ShadowOutcome>;
-  /** Entry point for every message the broker pool receives on a shadow request topic. */
-  handleMqtt(brokerId: number, topic: string, payload: Buffer): void;
-  listNames(deviceUuid: string, opts: { limit: number; after?: string }): Promise<string[] | null>;
-  /** Waits for queued requests to finish (shutdown). */
-  drain(): Promise<void>;
-  /** Batches and requests processed since start (read-only counters; benchmarks, metrics). */
-  stats(): BatcherStats;
-  /** Requests admitted and refused by the per-device limits since start. */
-  limiterStats(): DeviceLimiterStats;
-}
+export type * from './shadow.types.ts';
 
 /** The key `mqtt` of `desired` belongs to the server (broker assignment); nobody else may write it. */
 function writesServerOwnedKey(req: UpdateShadowRequest): boolean {
