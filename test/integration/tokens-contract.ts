@@ -154,6 +154,33 @@ export function tokensContract(kind: 'embedded' | 'postgres', skip: string | fal
       assert.match(res.headers.get('www-authenticate') ?? '', /invalid_token/);
     });
 
+    it('ends the event stream a token opened when the token is revoked, and only that one', async () => {
+      const viewer = await createToken('viewer');
+      const other = await createToken('viewer');
+      const open = async (token: string) => {
+        const res = await fetch(`${env.url}/api/v1/events`, { headers: { authorization: `Bearer ${token}` } });
+        assert.equal(res.status, 200);
+        const reader = res.body!.getReader();
+        let text = '';
+        const ended = (async () => {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) return text;
+            text += Buffer.from(value).toString('utf8');
+          }
+        })();
+        return { ended, text: () => text, cancel: () => reader.cancel() };
+      };
+      const revokedStream = await open(viewer.token);
+      const keptStream = await open(other.token);
+      assert.equal((await env.api('DELETE', `/api/v1/tokens/${viewer.id}`)).status, 204);
+      const text = await Promise.race([revokedStream.ended, new Promise<string>((_, reject) => setTimeout(() => reject(new Error('the stream did not end within 5 s')), 5000))]);
+      assert.match(text, /event: closed\ndata: \{"reason":"token revoked"\}/);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.doesNotMatch(keptStream.text(), /event: closed/, 'the other token\'s stream stays open');
+      await keptStream.cancel();
+    });
+
     it('answers 401 on another instance too, as soon as the revocation committed', { skip: kind !== 'postgres' && 'one process on PGlite' }, async () => {
       const other = await env.startInstance();
       const op = await createToken('operator');

@@ -35,6 +35,7 @@ import { ASSIGNMENT_CHANNELS, isMigrationOpen } from './assignments/assignments.
 import { createOutboxDispatcher, type OutboxDispatcher } from './outbox/outbox-dispatcher.ts';
 import { createEventBus, type EventBus } from './events/event-bus.ts';
 import { eventRoutes } from './events/events.routes.ts';
+import { createRevocationFeed } from './tokens/tokens.service.ts';
 import { createJobsService, type JobsService } from './jobs/jobs.service.ts';
 import { createJobsMqtt, type JobsMqtt } from './jobs/jobs-mqtt.ts';
 import { jobRoutes } from './jobs/jobs.routes.ts';
@@ -110,6 +111,9 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
     const migrationLog = log.child({ component: 'migrations' });
     await events.start();
     cleanups.push(() => events.stop());
+    // Revoked API tokens end the event streams they opened, on every instance.
+    const revocations = await createRevocationFeed(db);
+    cleanups.push(() => revocations.close());
     const namespaces: Namespace[] = [...config.mqttNamespaces];
     const jobLog = log.child({ component: 'jobs' });
     const jobs = createJobsService({
@@ -293,7 +297,7 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       metrics,
       plugins: [
         { plugin: shadowRoutes, opts: { shadows: shadowService } },
-        { plugin: eventRoutes, opts: { bus: events } },
+        { plugin: eventRoutes, opts: { bus: events, revocations } },
         { plugin: jobRoutes, opts: { jobs } },
         {
           plugin: assignmentRoutes,

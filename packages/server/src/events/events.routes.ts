@@ -1,11 +1,17 @@
 /**
  * `GET /events`: server-sent events (hand-written SSE; `@fastify/sse` needs a newer Node).
  * `?types=migration,presence,broker` filters; a comment line every 15 s keeps proxies from closing it.
+ * A stream opened with an API token ends when that token is revoked (on any instance): a last `event: closed` with
+ * the reason, then the end of the response — a revoked token keeps nothing open.
  */
 import type { FastifyPluginAsync } from 'fastify';
+import type { RevocationFeed } from '../tokens/tokens.service.ts';
 import type { EventBus } from './event-bus.ts';
 
-export const eventRoutes: FastifyPluginAsync<{ bus: EventBus; heartbeatMs?: number }> = async (app, { bus, heartbeatMs = 15_000 }) => {
+export const eventRoutes: FastifyPluginAsync<{ bus: EventBus; heartbeatMs?: number; revocations?: RevocationFeed }> = async (
+  app,
+  { bus, heartbeatMs = 15_000, revocations },
+) => {
   app.get<{ Querystring: { types?: string } }>(
     '/events',
     {
@@ -36,9 +42,20 @@ export const eventRoutes: FastifyPluginAsync<{ bus: EventBus; heartbeatMs?: numb
         res.write(`event: ${e.type}\ndata: ${JSON.stringify({ ...e.data, at: e.at })}\n\n`);
       });
       const beat = setInterval(() => res.write(': keep-alive\n\n'), heartbeatMs);
+      const tokenId = req.principal?.kind === 'admin' ? req.principal.tokenId : undefined;
+      const offRevoked =
+        tokenId !== undefined && revocations
+          ? revocations.subscribe((revoked) => {
+              if (revoked !== tokenId) return;
+              res.write(`event: closed\ndata: ${JSON.stringify({ reason: 'token revoked' })}\n\n`);
+              close();
+              res.end();
+            })
+          : undefined;
       const close = (): void => {
         clearInterval(beat);
         off();
+        offRevoked?.();
       };
       req.raw.on('close', close);
       res.on('error', close);

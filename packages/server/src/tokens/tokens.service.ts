@@ -118,7 +118,11 @@ export function createTokenService(deps: TokenServiceDeps) {
         const current = await getApiToken(tx, id, { lock: true });
         if (!current) throw new AppError('TOKEN_NOT_FOUND', `no API token with id ${id}`);
         const r = await revokeApiToken(tx, id, actor);
-        if (r) await insertAudit(tx, { actor, action: 'token.revoke', targetType: 'token', targetId: String(id), details: { name: r.name, scope: r.scope } });
+        if (r) {
+          await insertAudit(tx, { actor, action: 'token.revoke', targetType: 'token', targetId: String(id), details: { name: r.name, scope: r.scope } });
+          // At commit, every instance ends the event streams this token opened (requests need no such help).
+          await tx.query('SELECT pg_notify($1, $2)', [TOKEN_REVOKED_CHANNEL, String(id)]);
+        }
         return r;
       });
       if (revoked) log.info({ tokenId: id, scope: revoked.scope, actor }, 'API token revoked');
@@ -143,3 +147,28 @@ export function createTokenService(deps: TokenServiceDeps) {
 }
 
 export type TokenService = ReturnType<typeof createTokenService>;
+
+/** NOTIFY channel carrying the id of every API token revoked (see {@link createRevocationFeed}). */
+export const TOKEN_REVOKED_CHANNEL = 'switchyard_token_revoked';
+
+/** Revoked API token ids as they commit, on every instance: one LISTEN, any number of subscribers. */
+export interface RevocationFeed {
+  subscribe(onRevoked: (tokenId: number) => void): () => void;
+  close(): Promise<void>;
+}
+
+export async function createRevocationFeed(db: Pick<Db, 'listen'>): Promise<RevocationFeed> {
+  const subscribers = new Set<(tokenId: number) => void>();
+  const unlisten = await db.listen(TOKEN_REVOKED_CHANNEL, (payload) => {
+    const id = Number(payload);
+    if (!Number.isSafeInteger(id)) return;
+    for (const fn of [...subscribers]) fn(id);
+  });
+  return {
+    subscribe(onRevoked) {
+      subscribers.add(onRevoked);
+      return () => subscribers.delete(onRevoked);
+    },
+    close: () => unlisten(),
+  };
+}
