@@ -3,6 +3,8 @@
  * Times are in seconds of one core (utime + stime). On other platforms every reading is 0.
  */
 import { readFileSync, readdirSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { round } from './stats.ts';
 
 const TICKS_PER_SECOND = 100; // USER_HZ: 100 on every mainstream Linux
 
@@ -62,4 +64,37 @@ export function machineBusySeconds(): number {
   } catch {
     return 0; // not Linux
   }
+}
+
+/** CPU seconds of each part of a bench (and of the whole machine) at one moment. */
+export interface CpuSnapshot<K extends string> {
+  /** `performance.now()` when it was taken. */
+  at: number;
+  parts: Record<K, number>;
+  machine: number;
+}
+
+/** Reads each part's CPU seconds (e.g. `{ server: () => cpuSeconds(pid) }`) and the machine's. */
+export function cpuSnapshot<K extends string>(parts: Record<K, () => number>): CpuSnapshot<K> {
+  const at = performance.now();
+  const read = Object.fromEntries(Object.entries<() => number>(parts).map(([k, f]) => [k, f()])) as Record<K, number>;
+  return { at, parts: read, machine: machineBusySeconds() };
+}
+
+/**
+ * CPU of each part between two snapshots in % of one core (200 % = both cores of a 2-core machine), rounded to
+ * `digits`, in the parts' order, then `otherOnMachine`: the rest of the machine (neighbours, the kernel).
+ */
+export function cpuPercent<K extends string>(a: CpuSnapshot<K>, b: CpuSnapshot<K>, digits = 1): Record<K | 'otherOnMachine', number> {
+  const windowS = (b.at - a.at) / 1000;
+  const pct = (x: number): number => round((x / windowS) * 100, digits);
+  const out = {} as Record<K | 'otherOnMachine', number>;
+  let ours = 0;
+  for (const k of Object.keys(a.parts) as K[]) {
+    const used = b.parts[k] - a.parts[k];
+    ours += used;
+    out[k] = pct(used);
+  }
+  out.otherOnMachine = pct(Math.max(0, b.machine - a.machine - ours));
+  return out;
 }
