@@ -7,8 +7,9 @@
  *   verification `get` through the new broker does not queue behind the durable write of a report nobody reads.
  * - A `connected` report for the broker the device is on, while processing a document that already says so, is
  *   skipped: every report bumps the shadow version, and a version bump is what re-delivers that assignment.
- * - The latest report is sent again, with backoff (≤ 8 times), while it goes unanswered — requests can go
- *   unanswered while another server instance takes a broker over, and the report is what completes a move.
+ * - The latest report is sent again, with backoff (≤ 8 times), while it goes unanswered or is refused for now (429
+ *   from the device's limits, 500/503) — requests can go unanswered while another server instance takes a broker
+ *   over, a device moved many times a second meets its rate limit, and the report is what completes a move.
  */
 import type { Logger } from 'pino';
 import type { JsonObject } from '@switchyard/protocol';
@@ -99,27 +100,36 @@ export class ReportSender {
       () => onAcked?.(),
       (err: unknown) => log.warn({ err: message(err), status: effect.status }, 'report not sent; the next connect reports again'),
     );
+    const again = (why: string, detail: Record<string, unknown>): void => {
+      if (this.#stopped || this.#last !== effect || this.#retries >= 8) {
+        log.warn({ ...detail, status: effect.status }, `${why}; not sent again`);
+        return;
+      }
+      const delay = Math.min(30_000, 500 * 2 ** this.#retries) * (0.5 + Math.random() / 2);
+      this.#retries += 1;
+      log.info({ ...detail, status: effect.status, retryInMs: Math.round(delay) }, `${why}; sending it again`);
+      this.#retry = this.#o.clock.setTimeout(() => {
+        this.#retry = null;
+        if (!this.#stopped && this.#last === effect) this.#send(effect);
+      }, delay);
+    };
     reply.then(
       (answer) => {
-        if (!answer.ok) log.warn({ code: answer.error.code, message: answer.error.message, status: effect.status }, 'the server rejected a report');
+        if (answer.ok) return;
+        const { code, message: text } = answer.error;
+        // Refused for now (this device's rate or in-flight limit, a full queue, a failed database): the report is
+        // what completes a move, so it is sent again. Anything else would be refused again the same way.
+        if (RETRYABLE_CODES.has(code)) again('the server refused a report for now', { code, message: text });
+        else log.warn({ code, message: text, status: effect.status }, 'the server rejected a report');
       },
-      (err: unknown) => {
-        if (this.#stopped || this.#last !== effect || this.#retries >= 8) {
-          log.debug({ err: message(err), status: effect.status }, 'no answer to a report');
-          return;
-        }
-        const delay = Math.min(30_000, 500 * 2 ** this.#retries) * (0.5 + Math.random() / 2);
-        this.#retries += 1;
-        log.info({ err: message(err), status: effect.status, retryInMs: Math.round(delay) }, 'no answer to a report; sending it again');
-        this.#retry = this.#o.clock.setTimeout(() => {
-          this.#retry = null;
-          if (!this.#stopped && this.#last === effect) this.#send(effect);
-        }, delay);
-      },
+      (err: unknown) => again('no answer to a report', { err: message(err) }),
     );
     log.info({ status: effect.status, brokerId: effect.broker.brokerId, targetBrokerId: effect.targetBrokerId, error: effect.error, version: effect.assignmentVersion }, 'reporting reported.mqtt');
   }
 }
+
+/** Shadow error codes that say "not now" rather than "not this": 429 (limits), 500 (database), 503. */
+const RETRYABLE_CODES = new Set([429, 500, 503]);
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
