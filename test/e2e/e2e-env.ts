@@ -11,6 +11,7 @@ import { freePort } from '../helpers/ports.ts';
 import { startPostgres } from '../helpers/postgres.ts';
 import { startMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
 import { mosquittoConnectedClients, startServerProcess, type TestProcess } from '../helpers/processes.ts';
+import { secretsOfExchange, recordSecrets } from '../helpers/secret-ledger.ts';
 import { startTestSwitchyard, TEST_ADMIN_TOKEN, type TestEnv } from '../helpers/switchyard.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { createPgDb } from '../../packages/server/src/db/pg-db.ts';
@@ -49,7 +50,9 @@ async function api(url: string, method: string, path: string, body?: unknown): P
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  const answer = text ? JSON.parse(text) : undefined;
+  recordSecrets(secretsOfExchange(body, answer)); // device tokens, broker passwords: for the whole-suite secret scan
+  return { status: res.status, body: answer };
 }
 
 /** `serverEnv`: extra variables of the server (e.g. `SWITCHYARD_COMMAND_TTL_S`). */

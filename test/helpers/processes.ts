@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { recordScanned, recordSecrets } from './secret-ledger.ts';
 import { waitFor } from './wait.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -36,8 +37,12 @@ function run(bin: string, args: string[], env: Record<string, string>): TestProc
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  // The whole-suite secret scan reads what every server and agent process printed (their logs), and knows the
+  // secrets they were given: none may show up there.
+  recordSecrets([env.SWITCHYARD_DEVICE_TOKEN, env.SWITCHYARD_ADMIN_TOKEN, env.SWITCHYARD_SECRET]);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => {
     live.delete(child);
+    recordScanned(`output of ${bin.split('/').pop()} ${args.join(' ')} (pid ${child.pid})`, out);
     resolve(code);
   }));
   return {
