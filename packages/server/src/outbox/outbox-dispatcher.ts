@@ -144,12 +144,16 @@ export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDis
   }
 
   let leasedDelivered = 0;
-  /** One chain at a time: leased rows of successive transactions go out in commit order. */
-  let leasedChain: Promise<unknown> = Promise.resolve();
+  /**
+   * One chain per device: a device's leased rows of successive transactions go out in commit order, and a publish
+   * that hangs (a broker that stopped acknowledging) holds up only its own device, not a fleet being moved.
+   */
+  const leasedChains = new Map<string, Promise<void>>();
   function deliverLeased(rows: readonly OutboxRow[]): void {
     if (stopped || rows.length === 0) return;
     leasedDelivered += rows.length;
-    leasedChain = leasedChain
+    const key = rows[0]!.deviceUuid ?? '';
+    const next = (leasedChains.get(key) ?? Promise.resolve())
       .then(() => deliverClaimed([...rows].sort((a, b) => a.id - b.id), true))
       .then(
         (ok) => {
@@ -159,7 +163,11 @@ export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDis
           log.error({ err }, 'delivering just-committed outbox rows failed; they are retried when their lease ends');
           scheduleDue(leaseSeconds);
         },
-      );
+      )
+      .finally(() => {
+        if (leasedChains.get(key) === next) leasedChains.delete(key);
+      });
+    leasedChains.set(key, next);
   }
 
   function scheduleDue(seconds: number | null): void {
@@ -241,7 +249,7 @@ export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDis
       if (safetyTimer) opts.clock.clearTimeout(safetyTimer);
       await unlisten?.();
       await running;
-      await leasedChain;
+      await Promise.all([...leasedChains.values()]);
     },
   };
 }
