@@ -13,7 +13,7 @@ import { startSwitchyard } from '../../packages/server/src/serve.ts';
 import { startDynsecMosquitto, type DynsecMosquitto } from './mosquitto-dynsec.ts';
 import { freePort } from './ports.ts';
 import { startPostgres } from './postgres.ts';
-import { DeviceClient, TEST_ADMIN_TOKEN, dumpForSecretScan, startExtraInstance, testApi, uniqueId, type TestBroker, type TestEnv } from './switchyard.ts';
+import { DeviceClient, TEST_ADMIN_TOKEN, deviceHelpers, dumpForSecretScan, startExtraInstance, testApi, type TestBroker, type TestEnv } from './switchyard.ts';
 import { ledgerEnabled, ledgerLogDestination, recordSecrets } from './secret-ledger.ts';
 
 export interface DynsecEnv extends TestEnv {
@@ -96,18 +96,7 @@ export async function startDynsecSwitchyard(opts: { brokers?: number; env?: Reco
       dynsec,
       api,
       logs: () => lines.join(''),
-      async createDevice(o = {}) {
-        const broker = brokers[o.brokerIndex ?? 0]!;
-        const res = await api('POST', '/api/v1/devices', { uuid: o.uuid ?? uniqueId(), brokerId: broker.id });
-        if (res.status !== 201) throw new Error(`creating device failed: ${res.status} ${JSON.stringify(res.body)}`);
-        return { uuid: res.body.uuid, token: res.body.token };
-      },
-      async connectDevice(device, brokerIndex = 0) {
-        const b = brokers[brokerIndex]!;
-        const client = await DeviceClient.connect(`mqtt://${b.host}:${b.port}`, device.uuid, device.token);
-        clients.push(client);
-        return client;
-      },
+      ...deviceHelpers(api, brokers, clients),
       async startInstance(o = {}) {
         return startExtraInstance({ env, log, nth: ++instances, brokers, cleanups, ...o });
       },

@@ -143,18 +143,7 @@ export async function startTestSwitchyard(
       adminToken: TEST_ADMIN_TOKEN,
       brokers,
       api,
-      async createDevice(o = {}) {
-        const broker = brokers[o.brokerIndex ?? 0]!;
-        const res = await api('POST', '/api/v1/devices', { uuid: o.uuid ?? uniqueId(), brokerId: broker.id });
-        if (res.status !== 201) throw new Error(`creating device failed: ${res.status} ${JSON.stringify(res.body)}`);
-        return { uuid: res.body.uuid, token: res.body.token };
-      },
-      async connectDevice(device, brokerIndex = 0) {
-        const b = brokers[brokerIndex]!;
-        const client = await DeviceClient.connect(`mqtt://${b.host}:${b.port}`, device.uuid, device.token);
-        clients.push(client);
-        return client;
-      },
+      ...deviceHelpers(api, brokers, clients),
       async startInstance(o = {}) {
         if (kind !== 'postgres') throw new Error('startInstance needs the postgres kind (PGlite has one process)');
         return startExtraInstance({ env, log, nth: ++instances, brokers, cleanups, ...o });
@@ -172,6 +161,27 @@ export async function startTestSwitchyard(
  * The API client of a test environment: the admin token unless `o.token` (null: none), JSON bodies (or `o.raw`),
  * answers parsed when JSON. Records secrets and error bodies for the whole-suite secret scan.
  */
+/**
+ * `createDevice` (registered through the API on one of `brokers`) and `connectDevice` (a {@link DeviceClient} with the
+ * device's own credentials, closed with the environment through `clients`).
+ */
+export function deviceHelpers(api: TestEnv['api'], brokers: TestBroker[], clients: DeviceClient[]): Pick<TestEnv, 'createDevice' | 'connectDevice'> {
+  return {
+    async createDevice(o = {}) {
+      const broker = brokers[o.brokerIndex ?? 0]!;
+      const res = await api('POST', '/api/v1/devices', { uuid: o.uuid ?? uniqueId(), brokerId: broker.id });
+      if (res.status !== 201) throw new Error(`creating device failed: ${res.status} ${JSON.stringify(res.body)}`);
+      return { uuid: res.body.uuid, token: res.body.token };
+    },
+    async connectDevice(device, brokerIndex = 0) {
+      const b = brokers[brokerIndex]!;
+      const client = await DeviceClient.connect(`mqtt://${b.host}:${b.port}`, device.uuid, device.token);
+      clients.push(client);
+      return client;
+    },
+  };
+}
+
 export function testApi(url: string): TestEnv['api'] {
   return async (method, path, body, o = {}) => {
     const headers: Record<string, string> = {};

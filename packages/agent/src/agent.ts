@@ -231,8 +231,7 @@ export function createAgent(options: AgentOptions): Agent {
     clock,
     log,
     current: () => manager.current,
-    running: () => lifecycle === 'running',
-    stopping: () => lifecycle === 'stopping' || lifecycle === 'stopped',
+    lifecycle: () => lifecycle,
   });
   const requestShadow = (reason: string): void => getter.request(reason);
 

@@ -16,10 +16,11 @@ export interface ShadowGetterOptions {
   log: Logger;
   /** The connection publishing goes through now, if any. */
   current(): MqttConnection | null;
-  /** True while the agent runs (no retry, no coalesced `get` otherwise). */
-  running(): boolean;
-  /** True once the agent is stopping or stopped (answers are no longer looked at). */
-  stopping(): boolean;
+  /**
+   * Where the agent's life stands: retries and coalesced `get`s only while `running`; answers are no longer looked
+   * at once it is `stopping` or `stopped`.
+   */
+  lifecycle(): 'stopped' | 'starting' | 'running' | 'stopping';
 }
 
 export class ShadowGetter {
@@ -31,6 +32,15 @@ export class ShadowGetter {
 
   constructor(o: ShadowGetterOptions) {
     this.#o = o;
+  }
+
+  #running(): boolean {
+    return this.#o.lifecycle() === 'running';
+  }
+
+  #stopping(): boolean {
+    const l = this.#o.lifecycle();
+    return l === 'stopping' || l === 'stopped';
   }
 
   /** Sends a `get` now, or once the one in flight on this connection is answered. */
@@ -48,12 +58,12 @@ export class ShadowGetter {
       .get((topic, payload) => conn.publish(topic, payload, { qos: 1 }))
       .then(
         (answer) => {
-          if (this.#o.stopping()) return;
+          if (this.#stopping()) return;
           this.#failures = 0;
           if (!answer.ok && answer.error.code !== 404) this.#o.log.warn({ code: answer.error.code, message: answer.error.message, reason }, 'shadow get rejected');
         },
         (err: unknown) => {
-          if (!this.#o.running() || this.#o.current() !== conn) return; // a new connection asks again
+          if (!this.#running() || this.#o.current() !== conn) return; // a new connection asks again
           // Unanswered (e.g. while another server instance takes the broker over): ask again with backoff.
           const delay = nextDelay(Math.min(this.#failures, 10), { baseMs: 1000, maxMs: 30_000 });
           this.#failures += 1;
@@ -61,14 +71,14 @@ export class ShadowGetter {
           this.cancel();
           this.#retry = this.#o.clock.setTimeout(() => {
             this.#retry = null;
-            if (this.#o.running()) this.request('retry');
+            if (this.#running()) this.request('retry');
           }, delay);
         },
       )
       .finally(() => {
         if (this.#inFlight !== conn) return; // superseded by a get on a newer connection
         this.#inFlight = null;
-        if (this.#again && this.#o.running()) {
+        if (this.#again && this.#running()) {
           this.#again = false;
           this.request('coalesced');
         }

@@ -1,6 +1,6 @@
 /** All SQL of broker assignments (`broker_migrations`) and device presence. */
 import type { Queryable } from '../db/db.ts';
-import { storedShadowOf, type ShadowRow, type StoredShadow } from '../shadows/shadows.store.ts';
+import { SHADOW_ROW_JSON, storedShadowOf, type ShadowRow, type StoredShadow } from '../shadows/shadows.store.ts';
 
 export const OPEN_STATUSES = ['pending', 'notified', 'migrating'] as const;
 export const MIGRATION_STATUSES = ['pending', 'notified', 'migrating', 'completed', 'failed', 'superseded', 'canceled', 'timed_out'] as const;
@@ -68,8 +68,7 @@ export async function lockDeviceWithShadow(
 ): Promise<{ device: DeviceForAssignment; shadow: StoredShadow | null } | null> {
   const { rows } = await q.query<DeviceForAssignment & { shadow: ShadowRow | null }>(
     `SELECT d.uuid, d.mqtt_broker_id, d.connected_broker_id, d.online,
-            CASE WHEN s.device_uuid IS NULL THEN NULL ELSE json_build_object('device_uuid', s.device_uuid, 'shadow_name', s.shadow_name,
-              'desired', s.desired, 'reported', s.reported, 'metadata', s.metadata, 'version', s.version, 'deleted', s.deleted) END AS shadow
+            CASE WHEN s.device_uuid IS NULL THEN NULL ELSE ${SHADOW_ROW_JSON} END AS shadow
        FROM devices d
        LEFT JOIN device_shadows s ON s.device_uuid = d.uuid AND s.shadow_name = $2
       WHERE d.uuid = $1
@@ -108,7 +107,7 @@ export async function recordAssignment(
     commandId?: string | null;
   },
 ): Promise<{ migration: MigrationRow; superseded: MigrationRow[] }> {
-  const { rows } = await q.query<MigrationRow & { superseded_rows: MigrationRow[] }>(
+  const { rows } = await q.query<MigrationRow & { superseded_rows: Array<Record<string, unknown>> }>(
     `WITH assigned AS (
        UPDATE devices SET mqtt_broker_id = $3, updated_at = now() WHERE uuid = $1
      ), superseded AS (
@@ -124,9 +123,17 @@ export async function recordAssignment(
        FROM inserted CROSS JOIN notified`,
     [m.deviceUuid, m.fromBrokerId, m.toBrokerId, m.channel, m.shadowVersion, m.requestedBy, m.timeoutSeconds, m.commandId ?? null, CONFIG_CHANNEL],
   );
-  // The superseded rows come as JSON (timestamps as text): `toMigration` reads either.
   const { superseded_rows: superseded, ...migration } = rows[0]!;
-  return { migration: migration as MigrationRow, superseded };
+  return { migration: migration as MigrationRow, superseded: superseded.map(migrationRowFromJson) };
+}
+
+const MIGRATION_TIMESTAMPS = ['deadline_at', 'created_at', 'notified_at', 'migrating_at', 'completed_at', 'finished_at', 'updated_at'] as const;
+
+/** A `broker_migrations` row that came as JSON (`to_json`): its timestamps (text there) as `Date`s, like a read row. */
+function migrationRowFromJson(r: Record<string, unknown>): MigrationRow {
+  const row = { ...r };
+  for (const k of MIGRATION_TIMESTAMPS) if (typeof row[k] === 'string') row[k] = new Date(row[k]);
+  return row as unknown as MigrationRow;
 }
 
 export async function getMigration(q: Queryable, id: number): Promise<MigrationRow | null> {

@@ -45,6 +45,10 @@ export async function loadDeviceRoutes(q: Queryable, uuids: readonly string[]): 
   );
 }
 
+/** A `device_shadows` row (alias `s`) as one JSON object of the {@link ShadowRow} keys, for statements that read more. */
+export const SHADOW_ROW_JSON = `json_build_object('device_uuid', s.device_uuid, 'shadow_name', s.shadow_name, 'desired', s.desired,
+  'reported', s.reported, 'metadata', s.metadata, 'version', s.version, 'deleted', s.deleted)`;
+
 /** A `device_shadows` row as read (also through `json_build_object`, where `version` arrives as a number). */
 export interface ShadowRow {
   device_uuid: string;
@@ -86,8 +90,7 @@ export async function loadRoutesAndShadows(
     `SELECT
        (SELECT coalesce(json_agg(json_build_object('uuid', d.uuid, 'b', d.mqtt_broker_id, 'c', d.connected_broker_id)), '[]')
           FROM devices d WHERE d.uuid IN (SELECT jsonb_array_elements_text($1::jsonb))) AS routes,
-       (SELECT coalesce(json_agg(json_build_object('device_uuid', s.device_uuid, 'shadow_name', s.shadow_name, 'desired', s.desired,
-                 'reported', s.reported, 'metadata', s.metadata, 'version', s.version, 'deleted', s.deleted)), '[]')
+       (SELECT coalesce(json_agg(${SHADOW_ROW_JSON}), '[]')
           FROM device_shadows s
           JOIN jsonb_to_recordset($2::jsonb) AS k(u text, n text) ON s.device_uuid = k.u AND s.shadow_name = k.n) AS shadows`,
     [JSON.stringify(uuids), JSON.stringify(keys.map((k) => ({ u: k.deviceUuid, n: k.shadowName })))],
