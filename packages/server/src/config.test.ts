@@ -27,6 +27,7 @@ describe('loadConfig', () => {
       demoDevices: 3,
       secret: undefined,
       logLevel: 'info',
+      pgPreparedStatements: 256,
       shadowBatchMax: 500,
       shadowQueueMax: 2000,
       deviceRateLimit: 20,
@@ -82,6 +83,13 @@ describe('loadConfig', () => {
     assert.equal(c.secret, 'a long passphrase here');
     assert.equal(c.logLevel, 'debug');
     assert.equal(c.shadowBatchMax, 100);
+  });
+
+  it('reads the prepared-statement bound; 0 turns preparing off, a negative or non-integer is refused', () => {
+    assert.equal(loadConfig({ SWITCHYARD_PG_PREPARED_STATEMENTS: '0' }).pgPreparedStatements, 0);
+    assert.equal(loadConfig({ SWITCHYARD_PG_PREPARED_STATEMENTS: '32' }).pgPreparedStatements, 32);
+    assert.throws(() => loadConfig({ SWITCHYARD_PG_PREPARED_STATEMENTS: '-1' }), /SWITCHYARD_PG_PREPARED_STATEMENTS/);
+    assert.throws(() => loadConfig({ SWITCHYARD_PG_PREPARED_STATEMENTS: 'lots' }), /SWITCHYARD_PG_PREPARED_STATEMENTS/);
   });
 
   it('reads the per-device limits; 0 turns a limit off', () => {

@@ -38,6 +38,11 @@ export interface Config {
   secret: string | undefined;
   /** Log level (`LOG_LEVEL`): fatal, error, warn, info, debug, trace or silent. Default `info`. */
   logLevel: LogLevel;
+  /**
+   * Distinct parameterised statements kept prepared on each PostgreSQL connection (`SWITCHYARD_PG_PREPARED_STATEMENTS`,
+   * 0–10000; 0 = none, for a pooler such as PgBouncer in transaction mode). Default 256.
+   */
+  pgPreparedStatements: number;
   /** Most shadow updates written in one database batch (`SWITCHYARD_SHADOW_BATCH_MAX`, 1–100000). Default 500. */
   shadowBatchMax: number;
   /** Shadow requests waiting per batch lane before new ones get 429 (`SWITCHYARD_SHADOW_QUEUE_MAX`, 1–1000000). Default 2000. */
@@ -120,6 +125,7 @@ export function loadConfig(env: Env = process.env): Config {
     demoDevices: parseInteger('SWITCHYARD_DEMO_DEVICES', read('SWITCHYARD_DEMO_DEVICES'), { min: 0, max: 1000, fallback: 3 }),
     secret: parseSecret('SWITCHYARD_SECRET', read('SWITCHYARD_SECRET'), { noWhitespace: false }),
     logLevel: parseLogLevel(read('LOG_LEVEL')),
+    pgPreparedStatements: parseInteger('SWITCHYARD_PG_PREPARED_STATEMENTS', read('SWITCHYARD_PG_PREPARED_STATEMENTS'), { min: 0, max: 10_000, fallback: 256 }),
     shadowBatchMax: parseInteger('SWITCHYARD_SHADOW_BATCH_MAX', read('SWITCHYARD_SHADOW_BATCH_MAX'), { min: 1, max: 100_000, fallback: 500 }),
     shadowQueueMax: parseInteger('SWITCHYARD_SHADOW_QUEUE_MAX', read('SWITCHYARD_SHADOW_QUEUE_MAX'), { min: 1, max: 1_000_000, fallback: 2000 }),
     deviceRateLimit: parseInteger('SWITCHYARD_DEVICE_RATE_LIMIT', read('SWITCHYARD_DEVICE_RATE_LIMIT'), { min: 0, max: 100_000, fallback: 20 }),

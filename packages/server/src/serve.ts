@@ -86,7 +86,7 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
   };
   try {
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-    const db = await openDb({ ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}), dataDir: config.dataDir, log });
+    const db = await openDb({ ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}), dataDir: config.dataDir, log, preparedStatements: config.pgPreparedStatements });
     cleanups.push(() => db.close());
     const secretKey = await loadOrCreateSecretKey({ secret: config.secret, dataDir: config.dataDir });
     const secretBox = createSecretBox(secretKey);

@@ -18,13 +18,15 @@ export interface OpenDbConfig {
   log: Logger;
   /** PostgreSQL pool size (default 10). */
   poolMax?: number;
+  /** Distinct statements kept prepared per PostgreSQL connection (default 256; 0 = none). */
+  preparedStatements?: number;
 }
 
 export async function openDb(config: OpenDbConfig): Promise<Db> {
   const { log } = config;
   let db: Db;
   if (config.databaseUrl) {
-    db = await createPgDb(config.databaseUrl, { log, max: config.poolMax });
+    db = await createPgDb(config.databaseUrl, { log, max: config.poolMax, preparedStatements: config.preparedStatements });
   } else {
     const pgdata = join(config.dataDir, 'pgdata');
     await mkdir(pgdata, { recursive: true });

@@ -181,6 +181,42 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
     }
   });
 
+  it('keeps parameterised statements prepared per connection, at most `preparedStatements` distinct texts', async () => {
+    const countPrepared = async (db: Awaited<ReturnType<typeof createPgDb>>) =>
+      // No params: the simple protocol, never prepared itself.
+      Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM pg_prepared_statements WHERE name LIKE 'switchyard_s%'")).rows[0]!.n);
+    const bounded = await createPgDb(server.url, { max: 1, preparedStatements: 2 });
+    try {
+      for (let round = 0; round < 2; round++) for (let i = 1; i <= 4; i++) assert.equal((await bounded.query<{ x: number }>(`SELECT $1::int + ${i} AS x`, [round])).rows[0]!.x, round + i);
+      assert.equal(await countPrepared(bounded), 2, 'the first two texts prepared once, the other two unnamed');
+      await bounded.transaction(async (tx) => assert.equal((await tx.query<{ x: number }>('SELECT $1::int + 1 AS x', [5])).rows[0]!.x, 6));
+    } finally {
+      await bounded.close();
+    }
+    const off = await createPgDb(server.url, { max: 1, preparedStatements: 0 });
+    try {
+      await off.query('SELECT $1::int AS x', [1]);
+      assert.equal(await countPrepared(off), 0);
+    } finally {
+      await off.close();
+    }
+  });
+
+  it('runs a prepared `SELECT *` again, unnamed, after its table changed shape under it', async () => {
+    const db = await createPgDb(server.url, { max: 1 });
+    try {
+      await db.query('CREATE TABLE stale_plan (a int)');
+      await db.query('INSERT INTO stale_plan VALUES ($1)', [1]);
+      assert.deepEqual((await db.query('SELECT * FROM stale_plan WHERE a = $1', [1])).rows, [{ a: 1 }]);
+      await admin.query('ALTER TABLE stale_plan ADD COLUMN b int'); // another instance's migration, say
+      assert.deepEqual((await db.query('SELECT * FROM stale_plan WHERE a = $1', [1])).rows, [{ a: 1, b: null }]);
+      await db.transaction(async (tx) => assert.deepEqual((await tx.query('SELECT * FROM stale_plan WHERE a = $1', [1])).rows, [{ a: 1, b: null }]));
+    } finally {
+      await db.query('DROP TABLE IF EXISTS stale_plan');
+      await db.close();
+    }
+  });
+
   it('fails to open with a clear error and no password in it', async () => {
     const url = 'postgres://someone:s3cret@127.0.0.1:1/nowhere';
     await assert.rejects(createPgDb(url), (err: Error) => {
