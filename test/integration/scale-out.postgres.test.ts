@@ -88,17 +88,22 @@ describe('scale-out: two instances on one database and one broker (PostgreSQL + 
     const shadow = await env.api('GET', `/api/v1/devices/${device.uuid}/shadows/burst`);
     assert.equal(shadow.body.version, 100);
 
-    const presence: unknown[] = [];
-    const unsubscribe = first.events.subscribe((e) => {
-      if (e.type === 'presence' && (e.data as { deviceUuid?: string }).deviceUuid === device.uuid) presence.push(e);
-    });
+    // Each instance's subscribers get the event exactly once: the owner's from its own bus at once (and not again
+    // when its NOTIFY comes back), the other's through NOTIFY.
+    const presence: unknown[][] = [[], []];
+    const unsubscribe = [first, second].map((sy, i) =>
+      sy.events.subscribe((e) => {
+        if (e.type === 'presence' && (e.data as { deviceUuid?: string }).deviceUuid === device.uuid) presence[i]!.push(e);
+      }),
+    );
     try {
       await client.publish(`iot/device/${device.uuid}/status`, { state: 'online', brokerId, at: new Date().toISOString() });
-      await waitFor(() => presence.length >= 1, { message: 'a presence event' });
-      await sleep(500); // events of every instance reach every instance (NOTIFY): a second handler would show here
-      assert.equal(presence.length, 1, 'presence handled by one instance');
+      await waitFor(() => presence[0]!.length >= 1 && presence[1]!.length >= 1, { message: 'a presence event on both instances' });
+      await sleep(500); // a second handler, or an event handed out twice, would show here
+      assert.deepEqual(presence.map((p) => p.length), [1, 1], 'presence handled by one instance, seen once on each');
+      assert.deepEqual(presence[0], presence[1], 'the same event (and time) on both');
     } finally {
-      unsubscribe();
+      unsubscribe.forEach((u) => u());
     }
     assert.equal((await env.api('GET', `/api/v1/devices/${device.uuid}`)).body.online, true);
   });

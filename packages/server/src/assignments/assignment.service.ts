@@ -27,14 +27,13 @@ import type { Db, Queryable } from '../db/db.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { AppError } from '../errors.ts';
-import { getBroker, type BrokerRow } from '../brokers/brokers.store.ts';
+import type { BrokerRow } from '../brokers/brokers.store.ts';
 import { insertAudit } from '../audit/audit.store.ts';
 import { migrationAudit } from '../audit/audit-entries.ts';
 import { lockDevices, saveShadows } from '../shadows/shadows.store.ts';
 import type { AppliedUpdate } from '../shadows/shadow.service.ts';
 import { enqueue, enqueueLeased, type NewOutboxRow, type OutboxRow } from '../outbox/outbox.store.ts';
 import {
-  advanceMigration,
   appendCommandAck,
   getMigration,
   listMigrations,
@@ -42,6 +41,7 @@ import {
   markNotified,
   openMigration,
   recordAssignment,
+  recordMigrationReport,
   timeOutOverdue,
   type AssignmentChannel,
   type MigrationFilter,
@@ -105,10 +105,9 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
     let leased: OutboxRow[] = [];
     const result = await db.transaction(async (tx) => {
       await lockDevices(tx, [deviceUuid]); // the shadow service's lock: no shadow batch interleaves
-      const locked = await lockDeviceWithShadow(tx, deviceUuid, BROKER_SHADOW);
+      const locked = await lockDeviceWithShadow(tx, deviceUuid, BROKER_SHADOW, brokerId);
       if (!locked) throw new AppError('DEVICE_NOT_FOUND', `no device with uuid ${deviceUuid}`);
-      const { device, shadow: stored } = locked;
-      const broker = await getBroker(tx, brokerId, { lock: 'share' });
+      const { device, shadow: stored, broker } = locked;
       if (!broker) throw new AppError('BROKER_NOT_FOUND', `no broker with id ${brokerId}`);
       if (broker.status !== 'active') {
         throw new AppError('BROKER_NOT_ACTIVE', `broker ${broker.name} (id ${broker.id}) is ${broker.status}; only active brokers take devices`);
@@ -153,7 +152,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       await saveShadows(tx, [{ deviceUuid, shadowName: BROKER_SHADOW, document: update.document, version }]);
       const fromBrokerId = (isObject(reported) && typeof reported.brokerId === 'number' ? reported.brokerId : null) ?? device.connected_broker_id ?? device.mqtt_broker_id;
       const commandId = o.channel === 'command' ? randomUUID() : null;
-      // The broker row, superseded rows, the new migration and the config NOTIFY (long-polls wake on commit).
+      // The broker row, superseded rows, the new migration, the config NOTIFY (long-polls wake on commit), the audit row.
       const { migration, superseded } = await recordAssignment(tx, {
         deviceUuid,
         fromBrokerId,
@@ -214,13 +213,6 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       } else if (rows.length > 0) {
         await enqueue(tx, rows);
       }
-      await insertAudit(tx, {
-        actor: o.actor,
-        action: 'device.assign_broker',
-        targetType: 'device',
-        targetId: deviceUuid,
-        details: { brokerId, migrationId: Number(migration.id), channel: o.channel, shadowVersion: version },
-      });
       return {
         success: true as const,
         changed: true,
@@ -248,6 +240,8 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
    * migration. Only a report that arrived through the target broker and names it completes a move —
    * never the server's own writes (internal/HTTP origins are ignored).
    */
+  const safeInt = (v: unknown): number | null => (typeof v === 'number' && Number.isSafeInteger(v) ? v : null);
+
   async function onShadowUpdates(q: Queryable, applied: AppliedUpdate[]): Promise<void> {
     for (const a of applied) {
       if (a.shadowName !== BROKER_SHADOW || a.origin.kind !== 'mqtt') continue;
@@ -255,25 +249,20 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       if (!isObject(sent) || !isObject(sent.mqtt)) continue;
       const rep = a.document.state.reported?.mqtt;
       if (!isObject(rep)) continue;
-      const open = await openMigration(q, a.deviceUuid);
-      if (!open) continue;
-      const to = open.to_broker_id;
-      let row: MigrationRow | null = null;
-      if (rep.status === 'connected' && rep.brokerId === to && a.origin.brokerId === to) {
-        row = await advanceMigration(q, Number(open.id), { status: 'completed', error: null });
-        await opts.provisioning?.afterMove(q, a.deviceUuid, to); // it can no longer log in where it left
-      } else if (rep.status === 'migrating' && rep.targetBrokerId === to && open.status !== 'migrating') {
-        row = await advanceMigration(q, Number(open.id), { status: 'migrating' });
-      } else if (rep.status === 'error' && rep.targetBrokerId === to) {
-        const reason = typeof rep.error === 'string' ? rep.error.slice(0, 500) : 'the device reported an error';
-        row = await advanceMigration(q, Number(open.id), { status: 'migrating', error: reason, countAttempt: true });
-      }
-      if (row) {
-        // Device-driven: audited in the shadow batch's transaction (the report itself is not: see docs/operations.md).
-        const action = rep.status === 'error' ? 'migration.attempt_failed' : `migration.${row.status}`;
-        await insertAudit(q, migrationAudit(row, `device:${a.deviceUuid}`, action, { viaBrokerId: a.origin.brokerId }));
-        a.afterCommit.push(() => changed(row));
-      }
+      const status = rep.status;
+      if (status !== 'connected' && status !== 'migrating' && status !== 'error') continue;
+      const step = await recordMigrationReport(q, {
+        deviceUuid: a.deviceUuid,
+        status,
+        brokerId: safeInt(rep.brokerId),
+        targetBrokerId: safeInt(rep.targetBrokerId),
+        viaBrokerId: a.origin.brokerId,
+        error: status === 'error' ? (typeof rep.error === 'string' ? rep.error.slice(0, 500) : 'the device reported an error') : null,
+      });
+      if (!step) continue;
+      // It can no longer log in where it left (a device whose brokers are all `static` has no accounts to withdraw).
+      if (step.row.status === 'completed' && step.hasCredentials) await opts.provisioning?.afterMove(q, a.deviceUuid, step.row.to_broker_id);
+      a.afterCommit.push(() => changed(step.row));
     }
   }
 

@@ -1,5 +1,6 @@
 /** All SQL of broker assignments (`broker_migrations`) and device presence. */
 import type { Queryable } from '../db/db.ts';
+import { brokerJsonSharedSql, brokerRowFromJson, type BrokerRow } from '../brokers/brokers.store.ts';
 import { SHADOW_ROW_JSON, storedShadowOf, type ShadowRow, type StoredShadow } from '../shadows/shadows.store.ts';
 
 export const OPEN_STATUSES = ['pending', 'notified', 'migrating'] as const;
@@ -58,27 +59,30 @@ export interface DeviceForAssignment {
 }
 
 /**
- * Locks the device row (FOR UPDATE) and reads it with its `shadowName` shadow row, in one round trip; null when
- * there is no such device (`shadow` null when it has no such shadow).
+ * Locks the device row (FOR UPDATE) and reads it with its `shadowName` shadow row and broker `brokerId` (its row
+ * share-locked: it cannot be disabled or deleted under the assignment), in one round trip; null when there is no
+ * such device (`shadow` null when it has no such shadow, `broker` when there is no such broker).
  */
 export async function lockDeviceWithShadow(
   q: Queryable,
   uuid: string,
   shadowName: string,
-): Promise<{ device: DeviceForAssignment; shadow: StoredShadow | null } | null> {
-  const { rows } = await q.query<DeviceForAssignment & { shadow: ShadowRow | null }>(
+  brokerId: number,
+): Promise<{ device: DeviceForAssignment; shadow: StoredShadow | null; broker: BrokerRow | null } | null> {
+  const { rows } = await q.query<DeviceForAssignment & { shadow: ShadowRow | null; broker: Record<string, unknown> | null }>(
     `SELECT d.uuid, d.mqtt_broker_id, d.connected_broker_id, d.online,
-            CASE WHEN s.device_uuid IS NULL THEN NULL ELSE ${SHADOW_ROW_JSON} END AS shadow
+            CASE WHEN s.device_uuid IS NULL THEN NULL ELSE ${SHADOW_ROW_JSON} END AS shadow,
+            ${brokerJsonSharedSql('$3')} AS broker
        FROM devices d
        LEFT JOIN device_shadows s ON s.device_uuid = d.uuid AND s.shadow_name = $2
       WHERE d.uuid = $1
         FOR UPDATE OF d`,
-    [uuid, shadowName],
+    [uuid, shadowName, brokerId],
   );
   const row = rows[0];
   if (!row) return null;
-  const { shadow, ...device } = row;
-  return { device, shadow: shadow === null ? null : storedShadowOf(shadow) };
+  const { shadow, broker, ...device } = row;
+  return { device, shadow: shadow === null ? null : storedShadowOf(shadow), broker: broker === null ? null : brokerRowFromJson(broker) };
 }
 
 export async function openMigration(q: Queryable, uuid: string): Promise<MigrationRow | null> {
@@ -91,8 +95,9 @@ export async function openMigration(q: Queryable, uuid: string): Promise<Migrati
 
 /**
  * The assignment's writes, in one statement: the device's assigned broker, every open migration of the device
- * superseded (returned, to be announced), the new migration row (returned), and the NOTIFY that wakes config long-polls (CONFIG_CHANNEL) at
- * commit. Data-modifying CTEs share one snapshot, so the new row is never among the superseded.
+ * superseded (returned, to be announced), the new migration row (returned), the NOTIFY that wakes config long-polls
+ * (CONFIG_CHANNEL) at commit, and the `device.assign_broker` audit row (actor `requestedBy`). Data-modifying CTEs
+ * share one snapshot, so the new row is never among the superseded.
  */
 export async function recordAssignment(
   q: Queryable,
@@ -118,6 +123,11 @@ export async function recordAssignment(
        VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8) RETURNING *
      ), notified AS (
        SELECT pg_notify($9, $1) AS sent
+     ), audited AS (
+       INSERT INTO audit_log (actor, action, target_type, target_id, outcome, details)
+       SELECT $6, 'device.assign_broker', 'device', $1, 'ok',
+              jsonb_build_object('brokerId', $3::int, 'migrationId', inserted.id, 'channel', $4::text, 'shadowVersion', $5::bigint)
+         FROM inserted
      )
      SELECT inserted.*, (SELECT coalesce(json_agg(to_json(superseded) ORDER BY superseded.id), '[]'::json) FROM superseded) AS superseded_rows
        FROM inserted CROSS JOIN notified`,
@@ -167,28 +177,70 @@ export async function listMigrations(q: Queryable, f: MigrationFilter): Promise<
   return { rows, total: Number(total.rows[0]?.n ?? 0) };
 }
 
-/** Moves an open migration forward; returns the row when something changed. */
-export async function advanceMigration(
-  q: Queryable,
-  id: number,
-  change: { status: MigrationStatus; error?: string | null; countAttempt?: boolean },
-): Promise<MigrationRow | null> {
-  const terminal = !(OPEN_STATUSES as readonly string[]).includes(change.status);
-  const { rows } = await q.query<MigrationRow>(
-    `UPDATE broker_migrations
-        SET status = $2,
-            error = CASE WHEN $3::boolean THEN $4 ELSE error END,
-            attempts = attempts + CASE WHEN $5::boolean THEN 1 ELSE 0 END,
-            notified_at = CASE WHEN $2 = 'notified' THEN now() ELSE notified_at END,
-            migrating_at = CASE WHEN $2 = 'migrating' AND migrating_at IS NULL THEN now() ELSE migrating_at END,
-            completed_at = CASE WHEN $2 = 'completed' THEN now() ELSE completed_at END,
-            finished_at = CASE WHEN $6::boolean THEN now() ELSE finished_at END,
-            updated_at = now()
-      WHERE id = $1 AND status IN ${OPEN}
-      RETURNING *`,
-    [id, change.status, change.error !== undefined, change.error ?? null, change.countAttempt ?? false, terminal],
+/** What a device reported in `reported.mqtt` of its `device-state` shadow, as far as a migration cares. */
+export interface MigrationReport {
+  deviceUuid: string;
+  status: 'connected' | 'migrating' | 'error';
+  /** `reported.mqtt.brokerId` (a safe integer, else null). */
+  brokerId: number | null;
+  /** `reported.mqtt.targetBrokerId` (a safe integer, else null). */
+  targetBrokerId: number | null;
+  /** The broker the report arrived through. */
+  viaBrokerId: number;
+  /** The device's reason with `status: error` (≤ 500 characters). */
+  error: string | null;
+}
+
+/**
+ * A device's report moves its open migration, in one statement (it runs in the shadow batch of the report that
+ * completes a move, so every round trip here is on the move's clock):
+ * - `connected` naming the target, arrived through the target → `completed` (error cleared);
+ * - `migrating` towards the target → `migrating` (once);
+ * - `error` towards the target → stays `migrating`, with the reason and one more attempt.
+ * Anything else, or no open migration: nothing (null). With the change comes its audit row (actor `device:<uuid>`,
+ * the same action and details {@link migrationAudit} builds) and whether the device has broker credential rows (a
+ * completed move must then withdraw its accounts elsewhere).
+ */
+export async function recordMigrationReport(q: Queryable, r: MigrationReport): Promise<{ row: MigrationRow; hasCredentials: boolean } | null> {
+  const { rows } = await q.query<MigrationRow & { has_credentials: boolean }>(
+    `WITH open AS (
+       SELECT id, to_broker_id, status FROM broker_migrations
+        WHERE device_uuid = $1 AND status IN ${OPEN} ORDER BY id DESC LIMIT 1
+     ), step AS (
+       SELECT id, CASE
+                WHEN $2 = 'connected' AND $3::bigint = to_broker_id AND $5::bigint = to_broker_id THEN 'completed'
+                WHEN $2 = 'migrating' AND $4::bigint = to_broker_id AND status <> 'migrating' THEN 'migrating'
+                WHEN $2 = 'error' AND $4::bigint = to_broker_id THEN 'attempt_failed'
+              END AS kind
+         FROM open
+     ), moved AS (
+       UPDATE broker_migrations m
+          SET status = CASE WHEN step.kind = 'completed' THEN 'completed' ELSE 'migrating' END,
+              error = CASE step.kind WHEN 'completed' THEN NULL WHEN 'attempt_failed' THEN $6 ELSE m.error END,
+              attempts = m.attempts + CASE WHEN step.kind = 'attempt_failed' THEN 1 ELSE 0 END,
+              migrating_at = CASE WHEN step.kind <> 'completed' AND m.migrating_at IS NULL THEN now() ELSE m.migrating_at END,
+              completed_at = CASE WHEN step.kind = 'completed' THEN now() ELSE m.completed_at END,
+              finished_at = CASE WHEN step.kind = 'completed' THEN now() ELSE m.finished_at END,
+              updated_at = now()
+         FROM step
+        WHERE m.id = step.id AND step.kind IS NOT NULL AND m.status IN ${OPEN}
+       RETURNING m.*, step.kind
+     ), audited AS (
+       INSERT INTO audit_log (actor, action, target_type, target_id, outcome, details)
+       SELECT 'device:' || device_uuid,
+              CASE WHEN kind = 'attempt_failed' THEN 'migration.attempt_failed' ELSE 'migration.' || status END,
+              'device', device_uuid, 'ok',
+              jsonb_strip_nulls(jsonb_build_object('migrationId', id, 'toBrokerId', to_broker_id, 'status', status,
+                'attempts', attempts, 'error', left(error, 500), 'viaBrokerId', $5::bigint))
+         FROM moved
+     )
+     SELECT moved.*, EXISTS (SELECT 1 FROM device_broker_credentials c WHERE c.device_uuid = $1) AS has_credentials FROM moved`,
+    [r.deviceUuid, r.status, r.brokerId, r.targetBrokerId, r.viaBrokerId, r.error],
   );
-  return rows[0] ?? null;
+  const row = rows[0];
+  if (!row) return null;
+  const { has_credentials: hasCredentials, kind: _kind, ...migration } = row as typeof row & { kind?: string };
+  return { row: migration as MigrationRow, hasCredentials };
 }
 
 /** Marks the migration `notified` once its notification left (only from `pending`). */

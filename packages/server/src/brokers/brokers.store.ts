@@ -80,6 +80,19 @@ export async function getBroker(q: Queryable, id: number, opts: { lock?: 'update
   return res.rows[0] ?? null;
 }
 
+/**
+ * SQL of one expression: broker `param` (e.g. `$3`) as JSON, its row share-locked (like `getBroker(…, {lock:
+ * 'share'})`), or NULL — for a statement that reads the broker beside something else; {@link brokerRowFromJson}
+ * reads it back.
+ */
+export const brokerJsonSharedSql = (param: string): string =>
+  `(SELECT to_json(b) FROM (SELECT ${COLUMNS} FROM mqtt_broker_config WHERE id = ${param} FOR SHARE) b)`;
+
+/** A broker row that came as JSON: its timestamps as `Date`s, like a read row. */
+export function brokerRowFromJson(r: Record<string, unknown>): BrokerRow {
+  return { ...r, created_at: new Date(r.created_at as string), updated_at: new Date(r.updated_at as string) } as unknown as BrokerRow;
+}
+
 /** True when a broker other than `exceptId` has this name. */
 export async function brokerNameTaken(q: Queryable, name: string, exceptId: number): Promise<boolean> {
   const res = await q.query('SELECT 1 FROM mqtt_broker_config WHERE name = $1 AND id <> $2', [name, exceptId]);

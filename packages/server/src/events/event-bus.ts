@@ -2,9 +2,12 @@
  * Server events (migration steps, presence, broker connections) for operators: `GET /api/v1/events`.
  *
  * Every event goes through PostgreSQL NOTIFY on one channel, so an operator connected to any server
- * instance sees the changes made by all of them (on PGlite the NOTIFY stays in-process). Events are
+ * instance sees the changes made by all of them (on PGlite the NOTIFY stays in-process). The instance that
+ * publishes an event hands it to its own subscribers at once, without the round trip through the database, and
+ * skips it when its NOTIFY comes back (each bus tags its notifications with a random origin id). Events are
  * a live view, not a log: a client that connects later reads the current state from the API.
  */
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Db } from '../db/db.ts';
 import type { Logger } from '../log.ts';
@@ -28,22 +31,31 @@ export function createEventBus(opts: { db: Db; log: Logger }): EventBus {
   const emitter = new EventEmitter();
   emitter.setMaxListeners(0);
   let unlisten: (() => Promise<void>) | null = null;
+  /** Tags this bus's notifications, so that it skips them when they come back. */
+  const origin = randomUUID();
   return {
     async start() {
       unlisten = await opts.db.listen(EVENTS_CHANNEL, (payload) => {
+        let note: (ServerEvent & { at: string; origin?: string }) | undefined;
         try {
-          emitter.emit('event', JSON.parse(payload));
+          note = JSON.parse(payload) as ServerEvent & { at: string; origin?: string };
         } catch (err) {
           log.warn({ err }, 'ignored a malformed event notification');
+          return;
         }
+        if (note.origin === origin) return; // ours: already handed out by publish()
+        const { origin: _origin, ...event } = note;
+        emitter.emit('event', event);
       });
     },
     publish(event) {
-      const payload = JSON.stringify({ ...event, at: new Date().toISOString() });
+      const stamped = { ...event, at: new Date().toISOString() };
+      const payload = JSON.stringify({ ...stamped, origin });
       if (payload.length > 7900) {
         log.warn({ type: event.type }, 'event too large for NOTIFY; dropped');
         return;
       }
+      emitter.emit('event', stamped);
       opts.db.notify(EVENTS_CHANNEL, payload).catch((err: unknown) => log.warn({ err }, 'could not publish an event'));
     },
     subscribe(fn) {
