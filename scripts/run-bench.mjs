@@ -2,7 +2,8 @@
 // `npm run bench [-- <name>… [--flag value…]]`
 //
 // Runs every `bench/*.ts` (in name order) or only the ones named (`shadow-throughput`, `bench/shadow-throughput.ts`
-// …), each in its own `node --import tsx` process, one after another. Every other argument is passed to each
+// …), each in its own `node --import @switchyard/protocol/run-ts` process (the TypeScript loader the server's own
+// bin uses: no keepNames, see packages/protocol/run/ts-hooks.mjs), one after another. Every other argument is passed to each
 // bench (e.g. `npm run bench -- shadow-throughput --devices 2000 --runs 3`). Ctrl-C is forwarded to the running
 // bench, which stops its servers and removes its temp dirs; the runner exits with the first failing exit code.
 
@@ -52,7 +53,7 @@ for (const name of selected) {
   if (receivedSignal !== null) break;
   process.stdout.write(`# bench ${name}${passThrough.length > 0 ? ` ${passThrough.join(' ')}` : ''}\n`);
   const code = await new Promise((resolveRun) => {
-    current = spawn(process.execPath, ['--import', 'tsx', join(benchDir, `${name}.ts`), ...passThrough], { cwd: root, stdio: 'inherit' });
+    current = spawn(process.execPath, ['--import', '@switchyard/protocol/run-ts', join(benchDir, `${name}.ts`), ...passThrough], { cwd: root, stdio: 'inherit' });
     current.once('error', (err) => {
       process.stderr.write(`run-bench: could not start node: ${err.message}\n`);
       resolveRun(1);

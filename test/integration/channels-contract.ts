@@ -96,6 +96,35 @@ export function channelsContract(kind: 'embedded' | 'postgres', skip: string | f
       assert.equal((await config(d.uuid, d.token, { query: '?wait=30' })).status, 200);
     });
 
+    it("drops its copy of a device's config when the device reports, and every copy when a broker changes", async () => {
+      const d = await env.createDevice();
+      const first = await config(d.uuid, d.token);
+      const etag = first.headers.get('etag')!;
+      assert.equal((await config(d.uuid, d.token, { etag })).status, 304, 'answered from the copy');
+      // The device's own report bumps the device-state version (the ETag): seen at once, not after the copy's 10 s.
+      const client = await env.connectDevice(d);
+      const base = `iot/device/${d.uuid}/shadow/name/device-state`;
+      await client.subscribe([`${base}/update/accepted`]);
+      await client.publish(`${base}/update`, { state: { reported: { firmware: '1.2.3' } } });
+      await waitFor(() => client.messages.some((m) => m.topic === `${base}/update/accepted`), { message: 'update accepted' });
+      const after = await config(d.uuid, d.token, { etag });
+      assert.equal(after.status, 200);
+      const etag2 = after.headers.get('etag')!;
+      assert.notEqual(etag2, etag);
+      assert.equal(((await after.json()) as any).version, 1);
+      // A broker's port edited under a device without an assignment: its config names the new port at once.
+      const broker = env.brokers[0]!;
+      const body = async () => ((await (await config(d.uuid, d.token)).json()) as any).mqtt;
+      assert.equal((await body()).port, broker.port, 'cached with the old port');
+      try {
+        assert.equal((await env.api('PATCH', `/api/v1/brokers/${broker.id}`, { port: broker.port + 1 })).status, 200);
+        assert.equal((await body()).port, broker.port + 1);
+      } finally {
+        assert.equal((await env.api('PATCH', `/api/v1/brokers/${broker.id}`, { port: broker.port })).status, 200);
+      }
+      assert.equal((await body()).port, broker.port);
+    });
+
     it('bounds the long-polls of one device and frees a slot when its client disconnects', async () => {
       const d = await env.createDevice();
       const etag = (await config(d.uuid, d.token)).headers.get('etag')!;

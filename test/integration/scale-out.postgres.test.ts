@@ -108,6 +108,20 @@ describe('scale-out: two instances on one database and one broker (PostgreSQL + 
     assert.equal((await env.api('GET', `/api/v1/devices/${device.uuid}`)).body.online, true);
   });
 
+  it('ends a rotated device token on every instance when the NOTIFY arrives, not when a cache runs out', async () => {
+    const device = await env.createDevice();
+    const config = (url: string, token: string) => fetch(`${url}/api/v1/devices/${device.uuid}/config`, { headers: { authorization: `Bearer ${token}` } });
+    // Both instances have the token in their caches (each asked twice).
+    for (const sy of [first, second]) for (let i = 0; i < 2; i++) assert.equal((await config(sy.url, device.token)).status, 200);
+    const rotated = await env.api('POST', `/api/v1/devices/${device.uuid}/token`);
+    assert.equal(rotated.status, 200);
+    const started = Date.now();
+    assert.equal((await config(first.url, device.token)).status, 401, 'the instance that rotated it: at once');
+    await waitFor(async () => (await config(second.url, device.token)).status === 401, { timeoutMs: 5_000, intervalMs: 20, message: 'the old token refused on the other instance' });
+    assert.ok(Date.now() - started < 5_000, 'well before the cache entry (60 s) would have expired');
+    for (const sy of [first, second]) assert.equal((await config(sy.url, rotated.body.token)).status, 200, 'the new token works everywhere');
+  });
+
   it('hands the broker to the standby within seconds when the owner loses its lock session (pg_terminate_backend)', async (t) => {
     const device = await env.createDevice();
     const client = await env.connectDevice(device);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources through tsx, so `npm start` needs no build step.
-import { register } from 'tsx/esm/api';
+// Runs the TypeScript sources as they load (esbuild, no keepNames: see @switchyard/protocol/run/ts-hooks.mjs), so
+// `npm start` needs no build step.
+import '@switchyard/protocol/run-ts';
 
-register();
 await import('../src/bin/switchyard.ts');

@@ -5,7 +5,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
-import { JOBS_REQUEST_SUBSCRIPTIONS, SHADOW_REQUEST_SUBSCRIPTIONS, parseTopic, type Namespace } from '@switchyard/protocol';
+import { BROKER_SHADOW, JOBS_REQUEST_SUBSCRIPTIONS, SHADOW_REQUEST_SUBSCRIPTIONS, parseTopic, type Namespace } from '@switchyard/protocol';
 import type { Config } from './config.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Logger } from './log.ts';
@@ -141,6 +141,10 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       // A token rotated or a device deleted by another instance: its sessions on this process's brokers go too.
       cleanups.push(await db.listen(DEVICE_CREDENTIALS_CHANNEL, kickLocal));
     }
+    // What `GET /devices/:uuid/config` answers, with its in-memory copies (see device-config.ts for what drops them).
+    const deviceConfig = createDeviceConfigService(db);
+    const stopConfigGap = db.onListenGap(() => deviceConfig.clear());
+    cleanups.push(async () => stopConfigGap());
     const assignments = createAssignmentService({
       db,
       log,
@@ -215,7 +219,11 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       maxQueued: config.shadowQueueMax,
       deviceRateLimit: config.deviceRateLimit,
       deviceMaxInFlight: config.deviceMaxInFlight,
-      afterApply: (q, applied) => assignments.onShadowUpdates(q, applied),
+      afterApply: async (q, applied) => {
+        await assignments.onShadowUpdates(q, applied);
+        // The config's version (its ETag) is the `device-state` version: this instance's copy goes with the commit.
+        for (const a of applied) if (a.shadowName === BROKER_SHADOW) a.afterCommit.push(() => deviceConfig.forget(a.deviceUuid));
+      },
       onOutcome: (op, origin, code, limit) => metrics.observeShadow(op, origin, code, limit),
       publisher: {
         publish(brokerId, topic, payload, qos) {
@@ -282,7 +290,6 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
     cleanups.push(repeat(clock, config.migrationSweepMs, () => jobs.sweepTimeouts(), log.child({ component: 'job-sweeper' })));
 
     // Long-polls of the config endpoint, woken by the assignment's NOTIFY (one LISTEN for this instance).
-    const deviceConfig = createDeviceConfigService(db);
     const configWatch = createConfigWatch({ db, clock, log, onChange: (uuid) => deviceConfig.forget(uuid) });
     await configWatch.start();
 
@@ -294,6 +301,11 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       secretBox,
       provisioning,
       brokerPool: { status: () => pool.status(), refresh: () => pool.refresh() },
+      // A broker's host or port is in the config of every device on it without an assignment.
+      onBrokersChange: () => {
+        deviceConfig.clear();
+        return pool.refresh();
+      },
       metrics,
       plugins: [
         { plugin: shadowRoutes, opts: { shadows: shadowService } },

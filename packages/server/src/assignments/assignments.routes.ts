@@ -35,10 +35,14 @@ function etagMatches(inm: string | string[] | undefined, etag: string): boolean 
   return inm.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`);
 }
 
-/** {@link answerConfig} for a handler that is not `async`: sends, and returns the reply. */
-function sendConfig(reply: FastifyReply, inm: string | string[] | undefined, config: DeviceConfig): FastifyReply {
+/**
+ * {@link answerConfig} for a handler that is not `async`: sends. Returns nothing — a handler that returns the reply
+ * hands Fastify a thenable, which then waits for the response to finish (an end-of-stream listener per request).
+ */
+function sendConfig(reply: FastifyReply, inm: string | string[] | undefined, config: DeviceConfig): undefined {
   const answer = answerConfig(reply, inm, config);
-  return answer === reply ? reply : reply.send(answer);
+  if (answer !== reply) reply.send(answer);
+  return undefined;
 }
 
 /** 304 without a body when `If-None-Match` matches, else the config; both with the ETag. */

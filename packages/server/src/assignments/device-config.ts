@@ -45,17 +45,19 @@ const CONFIG_SQL = `
    WHERE d.uuid = $1`;
 
 /** Longest time a config read is reused for plain (non-waiting) requests, ms: see {@link createDeviceConfigService}. */
-export const DEVICE_CONFIG_CACHE_MS = 1000;
+export const DEVICE_CONFIG_CACHE_MS = 10_000;
 
 /**
- * Reads device configs. `get(uuid)` may answer from a short-lived in-memory copy (at most
- * {@link DEVICE_CONFIG_CACHE_MS} old, never refreshed by a hit), so that a device polling in a tight loop, or many
- * requests at once, cost one database read per second per device rather than one each. What that copy can miss:
- * - an assignment: never on this instance (`forget` runs before the PUT answers) and, on other instances, only until
- *   its NOTIFY arrives (the config watch calls `forget` too) — at most the TTL;
- * - the device's own shadow reports (they bump the version in the ETag but never the broker): up to the TTL, so a
- *   poll may get 304 where it would have had 200 naming the same broker;
- * - a broker's host or port edited under devices without an assignment: up to the TTL.
+ * Reads device configs. `get(uuid)` may answer from an in-memory copy (at most {@link DEVICE_CONFIG_CACHE_MS} old,
+ * never refreshed by a hit), so that a polling fleet costs one database read per device per 10 s rather than one per
+ * request. The copy is dropped (`forget`) when what it holds changes, as far as this instance can know:
+ * - an assignment: on this instance before the PUT answers, on the others when its NOTIFY arrives (the config watch);
+ * - the device's own `device-state` reports (they bump the version in the ETag, never the broker): on the instance
+ *   that wrote them, after the commit; on the others up to the TTL (a 304 where a 200 would name the same broker);
+ * - a broker edited (host, port) under devices without an assignment: everything on this instance (`clear`), up to
+ *   the TTL on the others — as long as their broker pools take to notice it;
+ * - a LISTEN gap (notifications may have been lost): everything (`clear`).
+ * A read that started before a `forget` or `clear` does not put its (possibly older) answer back afterwards.
  * `get(uuid, {fresh: true})` (the long-poll path, which must see the change that woke it) always reads the database
  * and refreshes the copy.
  */
@@ -64,9 +66,10 @@ export function createDeviceConfigService(db: Queryable, o: { cacheMs?: number; 
   const max = o.max ?? 100_000;
   const now = o.now ?? (() => performance.now());
   const cache = new Map<string, { config: DeviceConfig; expires: number }>();
-  // A read that started before a `forget` must not put its (possibly older) answer back afterwards.
+  // A read that started before a `forget` (of its device) or a `clear` must not put its answer back afterwards.
   const generation = new Map<string, number>();
   let forgets = 0;
+  let epoch = 0;
   return {
     /** The in-memory copy when it is fresh enough, else undefined (no database read): the polling hot path. */
     cached(deviceUuid: string): DeviceConfig | undefined {
@@ -80,19 +83,25 @@ export function createDeviceConfigService(db: Queryable, o: { cacheMs?: number; 
         if (hit && now() < hit.expires) return hit.config;
       }
       const gen = generation.get(deviceUuid);
+      const startEpoch = epoch;
       const config = await read(deviceUuid);
-      if (cacheMs > 0 && generation.get(deviceUuid) === gen) {
+      if (cacheMs > 0 && generation.get(deviceUuid) === gen && epoch === startEpoch) {
         cache.delete(deviceUuid);
         cache.set(deviceUuid, { config, expires: now() + cacheMs });
         while (cache.size > max) cache.delete(cache.keys().next().value!);
       }
       return config;
     },
-    /** Drops the copy of this device's config (its assignment changed). */
+    /** Drops the copy of this device's config (its assignment or its `device-state` shadow changed). */
     forget(deviceUuid: string): void {
       cache.delete(deviceUuid);
       generation.set(deviceUuid, ++forgets);
       if (generation.size > max) generation.delete(generation.keys().next().value!);
+    },
+    /** Drops every copy (a broker changed, or notifications may have been missed). */
+    clear(): void {
+      cache.clear();
+      epoch++;
     },
   };
 

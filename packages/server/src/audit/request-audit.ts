@@ -88,16 +88,21 @@ const requestAuditImpl: FastifyPluginAsync<RequestAuditOptions> = async (app, op
   let lastWarn = -Infinity;
 
   // The catalogue code of an error answer (the body is the error handler's `{error, message, code}`).
-  app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+  // Both hooks callback style: they run on every request, and reads (most of them) leave at once.
+  app.addHook('onSend', (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void) => {
     if (reply.statusCode >= 400 && !READ_METHODS.has(request.method) && typeof payload === 'string' && payload.length < 65_536) {
       const code = CODE_RE.exec(payload)?.[1];
       if (code !== undefined) errorCodes.set(request, code);
     }
-    return payload;
+    done(null, payload);
   });
 
-  app.addHook('onResponse', async (request, reply) => {
-    if (READ_METHODS.has(request.method)) return;
+  app.addHook('onResponse', (request, reply, done) => {
+    if (READ_METHODS.has(request.method)) return done();
+    record(request, reply).then(() => done(), done);
+  });
+
+  async function record(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const status = reply.statusCode;
     const principal = request.principal;
     const route = request.routeOptions.url;
@@ -132,7 +137,7 @@ const requestAuditImpl: FastifyPluginAsync<RequestAuditOptions> = async (app, op
     } catch (err) {
       log.warn({ err, action: entry.action, status }, 'could not write the audit row of a request; it is lost');
     }
-  });
+  }
 };
 
 /** What a success row of a `config.audit` route records beside the target: the route and the shadow name. */

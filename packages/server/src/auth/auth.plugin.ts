@@ -16,17 +16,21 @@
  * and `tokenScope` in the answer) before the body is read or anything runs. The scope of each route is also
  * written into the OpenAPI document as `x-switchyard-scope`.
  *
- * Device token lookups are cached in memory for at most {@link DEVICE_TOKEN_CACHE_MS} (2 s) from the moment the
- * database answered (a hit never extends it): every polling device's request would otherwise start with a query.
- * The bound: a token that was rotated or whose device was deleted keeps working for at most 2 s on an instance that
- * looked it up just before — on the instance that deleted the device not at all (`forgetDevice`). Unknown tokens are
- * never cached.
+ * Device token lookups are cached in memory (token → device uuid), so that a polling device's request needs neither
+ * a query nor a hash: the raw token is the key (memory only, never logged), and a hit skips the sha256 (which
+ * costs more than the rest of the auth hook; only tokens that already failed the admin comparison are stored, so a
+ * hit is never the admin token). The cache is kept true by NOTIFY: a token rotated or a device deleted stops
+ * working on the instance that did it at once (`forgetDevice`) and on every other instance when the transaction's
+ * DEVICE_CREDENTIALS_CHANNEL notification arrives; a lookup that raced with such a change is not stored; when the
+ * LISTEN connection drops (notifications may be lost) the cache is emptied, and again when it is back. An entry
+ * also expires {@link DEVICE_TOKEN_CACHE_MS} (60 s) after the database answered, whatever happens. Unknown tokens
+ * are never cached.
  *
  * Register it inside the `/api/v1` context before the routes; routes outside (health, docs) stay public.
  * The hook runs at `onRequest`, before the body is read, so an unauthenticated caller learns nothing from
  * validation errors.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash as oneShotHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
 import type { Queryable } from '../db/db.ts';
 import { findDeviceByTokenHash } from '../devices/devices.store.ts';
@@ -93,16 +97,20 @@ export function requiredScope(method: string, config: { scope?: AdminScope | und
   return method === 'GET' || method === 'HEAD' ? 'viewer' : 'admin';
 }
 
-/** Longest time a device token lookup is reused, ms (see the module comment). */
-export const DEVICE_TOKEN_CACHE_MS = 2000;
+/** Longest time a device token lookup is reused, ms, when no notification ended it sooner (see the module comment). */
+export const DEVICE_TOKEN_CACHE_MS = 60_000;
 
-/** Device token hash → device uuid, each entry valid {@link DEVICE_TOKEN_CACHE_MS} from its lookup. */
+/** Device token → device uuid, each entry valid {@link DEVICE_TOKEN_CACHE_MS} from its lookup or until forgotten. */
 export interface TokenCache {
-  /** The device of this token hash, if looked up less than the TTL ago. */
-  get(tokenHash: string): string | undefined;
-  set(tokenHash: string, deviceUuid: string): void;
-  /** Drops every entry of this device (deleted, or its token replaced, by this instance). */
+  /** The device of this token, if looked up less than the TTL ago and not forgotten since. */
+  get(token: string): string | undefined;
+  /** A stamp to take before a lookup: {@link set} with it stores nothing if a device was forgotten meanwhile. */
+  stamp(): number;
+  set(token: string, deviceUuid: string, stamp: number): void;
+  /** Drops every entry of this device (deleted, or its token replaced). */
   forgetDevice(deviceUuid: string): void;
+  /** Drops everything (notifications may have been missed). */
+  clear(): void;
   size(): number;
 }
 
@@ -115,24 +123,32 @@ export function createTokenCache(o: { ttlMs?: number; max?: number; now?: () => 
   const max = o.max ?? 100_000;
   const now = o.now ?? (() => performance.now());
   const entries = new Map<string, { uuid: string; expires: number }>();
+  // Bumped by every forget and clear: a lookup that started before one may hold what it removed.
+  let generation = 0;
   return {
-    get(tokenHash) {
-      const e = entries.get(tokenHash);
+    get(token) {
+      const e = entries.get(token);
       if (e === undefined) return undefined;
       if (now() >= e.expires) {
-        entries.delete(tokenHash);
+        entries.delete(token);
         return undefined;
       }
       return e.uuid;
     },
-    set(tokenHash, deviceUuid) {
-      if (ttlMs <= 0) return;
-      entries.delete(tokenHash); // re-inserted last: the oldest lookups are evicted first
-      entries.set(tokenHash, { uuid: deviceUuid, expires: now() + ttlMs });
+    stamp: () => generation,
+    set(token, deviceUuid, stamp) {
+      if (ttlMs <= 0 || stamp !== generation) return;
+      entries.delete(token); // re-inserted last: the oldest lookups are evicted first
+      entries.set(token, { uuid: deviceUuid, expires: now() + ttlMs });
       while (entries.size > max) entries.delete(entries.keys().next().value!);
     },
     forgetDevice(deviceUuid) {
-      for (const [hash, e] of entries) if (e.uuid === deviceUuid) entries.delete(hash);
+      generation++;
+      for (const [token, e] of entries) if (e.uuid === deviceUuid) entries.delete(token);
+    },
+    clear() {
+      generation++;
+      entries.clear();
     },
     size: () => entries.size,
   };
@@ -212,22 +228,21 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) 
       throw unauthorized('The Authorization header must be "Bearer <token>"');
     }
     const token = match[1];
-    const digest = createHash('sha256').update(token, 'utf8').digest();
-    const hash = digest.toString('hex'); // = hashToken(token)
-
+    const isDeviceToken = token.startsWith(DEVICE_TOKEN_PREFIX);
+    if (isDeviceToken) {
+      // Every polling device's request: no hash, no query (only device tokens that failed the admin check are stored).
+      const cached = cache?.get(token);
+      if (cached !== undefined) return admitDevice(request, cached);
+    }
+    const digest = oneShotHash('sha256', token, 'buffer');
     if (adminDigest !== null && timingSafeEqual(digest, adminDigest)) {
       request.principal = { kind: 'admin', scope: 'admin' };
       return undefined;
     }
-    const isDeviceToken = token.startsWith(DEVICE_TOKEN_PREFIX);
-    if (isDeviceToken) {
-      const cached = cache?.get(hash);
-      if (cached !== undefined) return admitDevice(request, cached);
-    }
-    return authenticateSlow(request, reply, hash, isDeviceToken);
+    return authenticateSlow(request, reply, token, digest.toString('hex'), isDeviceToken);
   };
 
-  const authenticateSlow = async (request: FastifyRequest, reply: FastifyReply, hash: string, isDeviceToken: boolean): Promise<void> => {
+  const authenticateSlow = async (request: FastifyRequest, reply: FastifyReply, token: string, hash: string, isDeviceToken: boolean): Promise<void> => {
     if (!isDeviceToken && opts.apiTokens) {
       const token = await opts.apiTokens.authenticate(hash);
       if (token !== null) {
@@ -236,17 +251,14 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) 
         return;
       }
     }
-    let deviceUuid = cache?.get(hash);
-    if (deviceUuid === undefined) {
-      const device = await findDeviceByTokenHash(opts.db, hash);
-      if (device === null) {
-        reply.header('www-authenticate', 'Bearer error="invalid_token"');
-        throw unauthorized('The bearer token is not valid (unknown, rotated or revoked)');
-      }
-      deviceUuid = device.uuid;
-      cache?.set(hash, deviceUuid);
+    const stamp = cache?.stamp() ?? 0;
+    const device = await findDeviceByTokenHash(opts.db, hash);
+    if (device === null) {
+      reply.header('www-authenticate', 'Bearer error="invalid_token"');
+      throw unauthorized('The bearer token is not valid (unknown, rotated or revoked)');
     }
-    admitDevice(request, deviceUuid);
+    if (isDeviceToken) cache?.set(token, device.uuid, stamp);
+    admitDevice(request, device.uuid);
   };
 
   /** A device principal reaches only device-accessible routes, and only for its own uuid. */

@@ -80,29 +80,44 @@ describe('device token cache', () => {
   it('forgets an entry the TTL after it was stored, a hit never extending it', () => {
     let t = 0;
     const cache = createTokenCache({ ttlMs: 2000, now: () => t });
-    cache.set('h1', 'dev-1');
+    cache.set('syd_1', 'dev-1', cache.stamp());
     t = 1999;
-    assert.equal(cache.get('h1'), 'dev-1');
+    assert.equal(cache.get('syd_1'), 'dev-1');
     t = 2000;
-    assert.equal(cache.get('h1'), undefined);
+    assert.equal(cache.get('syd_1'), undefined);
     assert.equal(cache.size(), 0);
   });
 
   it('drops every entry of a device on forgetDevice, and the oldest beyond max', () => {
     const cache = createTokenCache({ max: 2, now: () => 0 });
-    cache.set('a', 'dev-1');
-    cache.set('b', 'dev-2');
-    cache.set('c', 'dev-1');
+    cache.set('a', 'dev-1', cache.stamp());
+    cache.set('b', 'dev-2', cache.stamp());
+    cache.set('c', 'dev-1', cache.stamp());
     assert.equal(cache.get('a'), undefined, 'evicted: the oldest');
     cache.forgetDevice('dev-1');
     assert.equal(cache.get('c'), undefined);
     assert.equal(cache.get('b'), 'dev-2');
-    assert.equal(DEVICE_TOKEN_CACHE_MS, 2000);
+    assert.equal(DEVICE_TOKEN_CACHE_MS, 60_000);
+  });
+
+  it('does not store a lookup that started before a device was forgotten or the cache cleared', () => {
+    const cache = createTokenCache({ now: () => 0 });
+    const before = cache.stamp();
+    cache.forgetDevice('dev-9'); // e.g. a rotation's NOTIFY arriving while the lookup was in flight
+    cache.set('syd_old', 'dev-9', before);
+    assert.equal(cache.get('syd_old'), undefined);
+    cache.set('syd_new', 'dev-9', cache.stamp());
+    assert.equal(cache.get('syd_new'), 'dev-9');
+    const beforeClear = cache.stamp();
+    cache.clear();
+    assert.equal(cache.size(), 0);
+    cache.set('syd_x', 'dev-1', beforeClear);
+    assert.equal(cache.get('syd_x'), undefined);
   });
 
   it('stores nothing with a TTL of 0', () => {
     const cache = createTokenCache({ ttlMs: 0 });
-    cache.set('a', 'dev-1');
+    cache.set('a', 'dev-1', cache.stamp());
     assert.equal(cache.get('a'), undefined);
   });
 });

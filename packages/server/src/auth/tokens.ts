@@ -5,7 +5,7 @@
  * kind it is; the scope itself is what the database holds, never what the prefix says). Only the sha256 of a
  * token is stored; the token itself is shown once.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash as oneShotHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const ADMIN_TOKEN_PREFIX = 'sya_';
 export const DEVICE_TOKEN_PREFIX = 'syd_';
@@ -25,7 +25,7 @@ export function generateToken(prefix: TokenPrefix): string {
 
 /** sha256 of the token, lower-case hex (64 characters): what the database and the admin-token check keep. */
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
+  return oneShotHash('sha256', token, 'hex');
 }
 
 /** Compares two sha256 hex digests in constant time (false when either is not a 64-character hex string). */

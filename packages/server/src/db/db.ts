@@ -41,6 +41,12 @@ export interface Db extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** LISTEN on `channel`; returns a function that stops listening. */
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Calls `fn` whenever notifications may have been missed: the LISTEN connection dropped (NOTIFYs sent until it is
+   * back are lost), and once more when it is back and listening again. A cache kept fresh by NOTIFY forgets
+   * everything then. Never on PGlite (its notifications stay in-process). Returns a function that stops the calls.
+   */
+  onListenGap(fn: () => void): () => void;
   /** NOTIFY `channel` with `payload` (delivered to every listener, in this process or another). */
   notify(channel: string, payload: string): Promise<void>;
   /**

@@ -173,6 +173,7 @@ export async function createPgDb(url: string, opts: PgDbOptions = {}): Promise<D
     },
 
     listen: (channel, onPayload) => listener.listen(channel, onPayload),
+    onListenGap: (fn) => listener.onGap(fn),
 
     async notify(channel: string, payload: string): Promise<void> {
       assertChannel(channel);
@@ -209,6 +210,7 @@ type Callback = (payload: string) => void;
 
 interface Listener {
   listen(channel: string, cb: Callback): Promise<() => Promise<void>>;
+  onGap(fn: () => void): () => void;
   close(): Promise<void>;
 }
 
@@ -228,6 +230,17 @@ function createListener(url: string, parentLog: Logger, opts: PgDbOptions): List
     const next = chain.then(op, op);
     chain = next.catch(() => undefined); // the caller gets the rejection; the chain itself must go on
     return next;
+  };
+
+  const gapHandlers = new Set<() => void>();
+  const gap = (): void => {
+    for (const fn of [...gapHandlers]) {
+      try {
+        fn();
+      } catch (err) {
+        log.error({ err }, 'a listen-gap handler threw; the other handlers still run');
+      }
+    }
   };
 
   const deliver = (msg: pg.Notification) => {
@@ -264,6 +277,7 @@ function createListener(url: string, parentLog: Logger, opts: PgDbOptions): List
     c.removeAllListeners('notification');
     c.end().catch((endErr: unknown) => log.debug({ err: endErr }, 'closing the dropped listener connection failed'));
     log.warn({ err, channels: [...channels.keys()] }, 'LISTEN connection lost; reconnecting (notifications sent meanwhile are lost)');
+    gap();
     scheduleReconnect();
   }
 
@@ -280,6 +294,7 @@ function createListener(url: string, parentLog: Logger, opts: PgDbOptions): List
           client = await connect();
           log.info({ attempt, channels: [...channels.keys()] }, 'LISTEN connection re-established');
           attempt = 0;
+          gap(); // what was sent while it was down is lost: caches start over
         } catch (err) {
           log.warn({ err, attempt, nextAttemptWithinMs: Math.min(maxMs, baseMs * 2 ** attempt) }, 'LISTEN reconnect failed; retrying');
           scheduleReconnect();
@@ -289,6 +304,11 @@ function createListener(url: string, parentLog: Logger, opts: PgDbOptions): List
   }
 
   return {
+    onGap(fn: () => void): () => void {
+      gapHandlers.add(fn);
+      return () => void gapHandlers.delete(fn);
+    },
+
     async listen(channel: string, cb: Callback): Promise<() => Promise<void>> {
       assertChannel(channel);
       if (closed) throw new Error('database is closed');

@@ -94,6 +94,9 @@ export async function createPgliteDb(dataDir: string | undefined, opts: PgliteDb
       });
     },
 
+    // In-process notifications are never lost.
+    onListenGap: () => () => undefined,
+
     async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
       assertChannel(channel);
       assertNotInTransaction('listen');

@@ -23,6 +23,7 @@ import { createTokenService } from '../tokens/tokens.service.ts';
 import { brokerRoutes } from '../brokers/brokers.routes.ts';
 import { createBrokerService } from '../brokers/brokers.service.ts';
 import type { Config } from '../config.ts';
+import { lazyChildLoggerFactory } from './lazy-request-logger.ts';
 import type { SecretBox } from '../crypto/secret-box.ts';
 import type { Db } from '../db/db.ts';
 import { deviceRoutes } from '../devices/devices.routes.ts';
@@ -77,6 +78,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const log = deps.log.child({ component: 'http' });
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
+    childLoggerFactory: lazyChildLoggerFactory,
     bodyLimit: BODY_LIMIT,
     routerOptions: { maxParamLength: 512, ignoreTrailingSlash: true },
     genReqId: (req) => {
@@ -97,8 +99,10 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.removeContentTypeParser('text/plain');
   // Strict UTF-8, no NUL or unpaired surrogate anywhere in a JSON body (see json-body.ts).
   installJsonBodyParser(app);
-  app.addHook('onSend', async (request, reply) => {
+  // Callback style, not async: this runs on every answer, and a promise per request shows on the 304 path.
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
+    done(null, payload);
   });
   if (deps.metrics) installHttpMetrics(app, deps.metrics);
 
@@ -146,7 +150,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     onCredentialsChanged: (uuid) => tokenCache.forgetDevice(uuid),
   });
   // A device deleted (or its token rotated) here stops authenticating here at once; other instances forget it when
-  // the transaction's NOTIFY arrives (DEVICE_CREDENTIALS_CHANNEL), at the latest after DEVICE_TOKEN_CACHE_MS.
+  // the transaction's NOTIFY arrives (DEVICE_CREDENTIALS_CHANNEL); a LISTEN gap empties the cache (auth.plugin.ts).
   const devices: typeof deviceService = {
     ...deviceService,
     async remove(uuid, actor) {
@@ -158,7 +162,11 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     },
   };
   const stopForgetting = await deps.db.listen(DEVICE_CREDENTIALS_CHANNEL, (uuid) => tokenCache.forgetDevice(uuid));
-  app.addHook('onClose', async () => stopForgetting());
+  const stopGap = deps.db.onListenGap(() => tokenCache.clear());
+  app.addHook('onClose', async () => {
+    stopGap();
+    await stopForgetting();
+  });
 
   await app.register(
     async (api) => {

@@ -71,6 +71,28 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
     }
   });
 
+  it('tells onListenGap handlers when the listener connection drops and again when it is back', async () => {
+    const db = await createPgDb(server.url, { log, listenRetryBaseMs: 20, listenRetryMaxMs: 200 });
+    try {
+      let gaps = 0;
+      const stopGaps = db.onListenGap(() => gaps++);
+      const got: string[] = [];
+      await db.listen('sy_gap', (p) => got.push(p));
+      assert.equal(gaps, 0);
+      assert.equal((await terminate('switchyard-listen')).rowCount, 1);
+      await waitUntil(() => gaps >= 2); // dropped, then listening again
+      await db.notify('sy_gap', 'after');
+      await waitUntil(() => got.includes('after'));
+      stopGaps();
+      assert.equal((await terminate('switchyard-listen')).rowCount, 1);
+      await db.notify('sy_gap', 'x').catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(gaps, 2, 'a stopped handler is not called again');
+    } finally {
+      await db.close();
+    }
+  });
+
   it('logs a pooled connection that dies while idle and keeps serving queries', async () => {
     const db = await createPgDb(server.url, { log, max: 2 });
     try {
