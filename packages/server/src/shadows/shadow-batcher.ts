@@ -30,7 +30,12 @@ export interface BatcherStats {
 
 export class QueueFullError extends Error {
   constructor() {
+    // No stack: this is flow control, thrown for every request past a full lane when the server is saturated —
+    // exactly when capturing thousands of stack traces a second hurts most.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super('shadow request queue is full');
+    Error.stackTraceLimit = limit;
     this.name = 'QueueFullError';
   }
 }
