@@ -15,10 +15,12 @@
  * devices round robin. `--warmup` s unmeasured, then `--seconds` s measured.
  *
  * Two rows per target: `hot` — the `--devices` devices, each asked several times a second, so the server's
- * short-lived caches (device token → device, 2 s; config, 1 s) answer most requests; `cold` (PostgreSQL only) —
+ * in-memory caches (device token → device, 60 s; config, 10 s; both dropped by notifications) answer them; `cold`
+ * (PostgreSQL only) —
  * `--cold-devices` more devices, inserted with one SQL statement each for devices and shadows (real token hashes;
- * then ANALYZE and CHECKPOINT, so that neither stale statistics nor autovacuum distort the window), so that each device comes round only every few seconds and every request misses both caches and reads the
- * database: what a large fleet polling each device once a minute costs.
+ * then ANALYZE and CHECKPOINT, so that neither stale statistics nor autovacuum distort the window), so that each
+ * device comes round only every ≈ 14 s — longer than warm-up and window together, so every request is the device's
+ * first, misses both caches and reads the database: what a large fleet polling each device once a minute costs.
  *
  * Columns: req/s (answers received in the window), p50/p99/max ms (request written → answer read, in the
  * generator), non-304 (any other status: a failure here), CPU per part (% of one core: server, PostgreSQL, the

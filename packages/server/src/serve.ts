@@ -274,8 +274,9 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       },
       // Credential changes of one claim go side by side, so the dynsec control channel batches them.
       concurrent: (row) => (CREDENTIAL_KINDS as readonly string[]).includes(row.kind),
-      async onDelivered(row) {
-        if (row.migrationId !== null) await assignments.onNotified(row.migrationId);
+      async onDelivered(rows) {
+        const migrations = new Set(rows.map((r) => r.migrationId).filter((id): id is number => id !== null));
+        for (const id of migrations) await assignments.onNotified(id);
       },
     });
     await outbox.start();

@@ -30,7 +30,7 @@ import { AppError } from '../errors.ts';
 import type { BrokerRow } from '../brokers/brokers.store.ts';
 import { insertAudit } from '../audit/audit.store.ts';
 import { migrationAudit } from '../audit/audit-entries.ts';
-import { lockDevices, saveShadows } from '../shadows/shadows.store.ts';
+import { lockDevicesSql } from '../shadows/shadows.store.ts';
 import type { AppliedUpdate } from '../shadows/shadow.service.ts';
 import { enqueue, enqueueLeased, type NewOutboxRow, type OutboxRow } from '../outbox/outbox.store.ts';
 import {
@@ -104,7 +104,6 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
     const pending: MigrationRow[] = [];
     let leased: OutboxRow[] = [];
     const result = await db.transaction(async (tx) => {
-      await lockDevices(tx, [deviceUuid]); // the shadow service's lock: no shadow batch interleaves
       const locked = await lockDeviceWithShadow(tx, deviceUuid, BROKER_SHADOW, brokerId);
       if (!locked) throw new AppError('DEVICE_NOT_FOUND', `no device with uuid ${deviceUuid}`);
       const { device, shadow: stored, broker } = locked;
@@ -149,10 +148,10 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
       });
       if (!update.ok) throw new AppError('INTERNAL', `could not write the assignment: ${update.error.message}`);
       const version = update.document.version;
-      await saveShadows(tx, [{ deviceUuid, shadowName: BROKER_SHADOW, document: update.document, version }]);
       const fromBrokerId = (isObject(reported) && typeof reported.brokerId === 'number' ? reported.brokerId : null) ?? device.connected_broker_id ?? device.mqtt_broker_id;
       const commandId = o.channel === 'command' ? randomUUID() : null;
-      // The broker row, superseded rows, the new migration, the config NOTIFY (long-polls wake on commit), the audit row.
+      // The shadow, the broker row, superseded rows, the new migration, the config NOTIFY (long-polls wake on commit),
+      // the audit row: one statement.
       const { migration, superseded } = await recordAssignment(tx, {
         deviceUuid,
         fromBrokerId,
@@ -162,6 +161,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
         requestedBy: o.actor,
         timeoutSeconds,
         commandId,
+        shadow: { deviceUuid, shadowName: BROKER_SHADOW, document: update.document, version },
       });
       pending.push(...superseded, migration); // announced after the commit: the rows it ended, then the new one
       const migrationId = Number(migration.id);
@@ -228,7 +228,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
         shadowVersion: version,
         migration: { id: Number(migration.id), status: migration.status },
       };
-    });
+    }, { begin: lockDevicesSql([deviceUuid]) }); // the shadow service's lock (no shadow batch interleaves), taken with BEGIN
     if (leased.length > 0) outbox?.deliverLeased(leased);
     pending.forEach(changed);
     if (result.changed) log.info({ deviceUuid, brokerId, migrationId: result.migration?.id, shadowVersion: result.shadowVersion }, 'device assigned');

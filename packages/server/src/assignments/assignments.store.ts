@@ -1,7 +1,7 @@
 /** All SQL of broker assignments (`broker_migrations`) and device presence. */
 import type { Queryable } from '../db/db.ts';
 import { brokerJsonSharedSql, brokerRowFromJson, type BrokerRow } from '../brokers/brokers.store.ts';
-import { SHADOW_ROW_JSON, storedShadowOf, type ShadowRow, type StoredShadow } from '../shadows/shadows.store.ts';
+import { SHADOW_ROW_JSON, saveShadowsSql, shadowRowsParam, storedShadowOf, type ShadowRow, type StoredShadow } from '../shadows/shadows.store.ts';
 
 export const OPEN_STATUSES = ['pending', 'notified', 'migrating'] as const;
 export const MIGRATION_STATUSES = ['pending', 'notified', 'migrating', 'completed', 'failed', 'superseded', 'canceled', 'timed_out'] as const;
@@ -94,7 +94,7 @@ export async function openMigration(q: Queryable, uuid: string): Promise<Migrati
 }
 
 /**
- * The assignment's writes, in one statement: the device's assigned broker, every open migration of the device
+ * The assignment's writes, in one statement: the device's `device-state` shadow, its assigned broker, every open migration of the device
  * superseded (returned, to be announced), the new migration row (returned), the NOTIFY that wakes config long-polls
  * (CONFIG_CHANNEL) at commit, and the `device.assign_broker` audit row (actor `requestedBy`). Data-modifying CTEs
  * share one snapshot, so the new row is never among the superseded.
@@ -110,10 +110,14 @@ export async function recordAssignment(
     requestedBy: string;
     timeoutSeconds: number;
     commandId?: string | null;
+    /** The device's `device-state` shadow with the assignment written into `desired.mqtt`. */
+    shadow: StoredShadow;
   },
 ): Promise<{ migration: MigrationRow; superseded: MigrationRow[] }> {
   const { rows } = await q.query<MigrationRow & { superseded_rows: Array<Record<string, unknown>> }>(
-    `WITH assigned AS (
+    `WITH saved AS (
+       ${saveShadowsSql('$10')}
+     ), assigned AS (
        UPDATE devices SET mqtt_broker_id = $3, updated_at = now() WHERE uuid = $1
      ), superseded AS (
        UPDATE broker_migrations SET status = 'superseded', finished_at = now(), updated_at = now()
@@ -131,7 +135,7 @@ export async function recordAssignment(
      )
      SELECT inserted.*, (SELECT coalesce(json_agg(to_json(superseded) ORDER BY superseded.id), '[]'::json) FROM superseded) AS superseded_rows
        FROM inserted CROSS JOIN notified`,
-    [m.deviceUuid, m.fromBrokerId, m.toBrokerId, m.channel, m.shadowVersion, m.requestedBy, m.timeoutSeconds, m.commandId ?? null, CONFIG_CHANNEL],
+    [m.deviceUuid, m.fromBrokerId, m.toBrokerId, m.channel, m.shadowVersion, m.requestedBy, m.timeoutSeconds, m.commandId ?? null, CONFIG_CHANNEL, shadowRowsParam([m.shadow])],
   );
   const { superseded_rows: superseded, ...migration } = rows[0]!;
   return { migration: migration as MigrationRow, superseded: superseded.map(migrationRowFromJson) };

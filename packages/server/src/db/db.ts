@@ -37,8 +37,10 @@ export interface Db extends Queryable {
   /**
    * Runs `fn` inside BEGIN … COMMIT on one connection; ROLLBACK and rethrow when it throws.
    * On PGlite (one connection) every other query waits until the transaction ends.
+   * `opts.begin`: statements (no parameters: build them with {@link sqlLiteral}) run right after BEGIN, before `fn`,
+   * in the same round trip as the BEGIN — a transaction that always starts by taking its locks saves one round trip.
    */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: Queryable) => Promise<T>, opts?: { begin?: string }): Promise<T>;
   /** LISTEN on `channel`; returns a function that stops listening. */
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   /**
@@ -83,4 +85,15 @@ export interface LockSession {
   onLost(cb: (err: Error) => void): () => void;
   /** Releases every lock and closes the session. Idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * A string as an SQL literal, for the few statements that must go without parameters ({@link Db.transaction}'s
+ * `begin`): single quotes doubled, and the `E''` form with doubled backslashes when there is a backslash (the same
+ * rule as `pg`'s `escapeLiteral`). NUL cannot be in a PostgreSQL string and is refused.
+ */
+export function sqlLiteral(value: string): string {
+  if (value.includes('\u0000')) throw new Error('an SQL literal cannot hold NUL');
+  const quoted = `'${value.replaceAll("'", "''")}'`;
+  return value.includes('\\') ? ` E${quoted.replaceAll('\\', '\\\\')}` : quoted;
 }

@@ -133,7 +133,7 @@ export async function createPgDb(url: string, opts: PgDbOptions = {}): Promise<D
     kind: 'postgres',
     query: <T = Record<string, unknown>>(sql: string, params?: readonly unknown[], options?: QueryOptions) => runQuery<T>(pool, names, sql, params, options),
 
-    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    async transaction<T>(fn: (tx: Queryable) => Promise<T>, txOpts: { begin?: string } = {}): Promise<T> {
       const client = await pool.connect();
       // While checked out, pg-pool removes its own error listener: a connection lost mid-transaction would
       // otherwise be an unhandled 'error' event and kill the process. The failing query rejects as well.
@@ -148,7 +148,8 @@ export async function createPgDb(url: string, opts: PgDbOptions = {}): Promise<D
       };
       let releaseErr: Error | undefined;
       try {
-        await client.query('BEGIN');
+        // With `begin`: one simple-protocol message, so BEGIN and the transaction's first statements share a round trip.
+        await client.query(txOpts.begin ? `BEGIN; ${txOpts.begin}` : 'BEGIN');
         const result = await fn(tx);
         const commit = (await client.query('COMMIT')) as unknown as { command?: string };
         // A COMMIT of a transaction that already failed (an error fn caught and swallowed) is answered with

@@ -73,7 +73,7 @@ export async function createPgliteDb(dataDir: string | undefined, opts: PgliteDb
       return runQuery<T>(pglite, sql, params);
     },
 
-    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    async transaction<T>(fn: (tx: Queryable) => Promise<T>, txOpts: { begin?: string } = {}): Promise<T> {
       assertNotInTransaction('transaction');
       // PGlite's transaction(): BEGIN, fn, COMMIT (throws if the COMMIT turned into a ROLLBACK), or ROLLBACK
       // and rethrow — all while holding the mutex every other query waits on.
@@ -86,6 +86,7 @@ export async function createPgliteDb(dataDir: string | undefined, opts: PgliteDb
           },
         };
         try {
+          if (txOpts.begin) await runQuery(ptx, txOpts.begin); // in-process: no round trip to save, just the order
           return await scope.run(txScope, () => fn(tx));
         } finally {
           // Work that fn started but did not await may call db.query later: that is legal once we are done.

@@ -28,8 +28,8 @@ export interface OutboxDispatcherOptions {
    * right after its transaction committed (what that transaction decided still holds; a retry re-checks).
    */
   deliver(row: OutboxRow, ctx: { justCommitted: boolean }): Promise<void>;
-  /** Called after a row was delivered (e.g. to mark a migration `notified`). */
-  onDelivered?(row: OutboxRow): Promise<void>;
+  /** Called after rows were delivered and deleted (e.g. to mark their migrations `notified`): once per claim or lease batch. */
+  onDelivered?(rows: readonly OutboxRow[]): Promise<void>;
   /** Retry policy. Default base 250 ms, cap 30 s. */
   backoff?: BackoffPolicy;
   /** Rows claimed per round. Default 100. */
@@ -78,12 +78,10 @@ export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDis
   /** Settled by every local delivery: `waitDelivered` re-checks then instead of waiting for its poll. */
   const deliveredWaiters = new Set<() => void>();
 
+  /** Delivers one row; a failure is recorded on the row (retried later). The caller deletes delivered rows. */
   async function deliverOne(row: OutboxRow, justCommitted = false): Promise<boolean> {
     try {
       await opts.deliver(row, { justCommitted });
-      await markDelivered(opts.db, row.id);
-      await opts.onDelivered?.(row);
-      for (const w of [...deliveredWaiters]) w();
       return true;
     } catch (err) {
       const delay = nextDelay(row.attempts - 1, backoff);
@@ -119,13 +117,11 @@ export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDis
       }, (leaseSeconds * 1000) / 3);
     };
     renew();
+    const delivered: OutboxRow[] = [];
     const track = async (row: OutboxRow): Promise<void> => {
       if (stopped) return;
-      try {
-        if (!(await deliverOne(row, justCommitted))) ok = false;
-      } finally {
-        inWork.delete(row.id);
-      }
+      if (await deliverOne(row, justCommitted)) delivered.push(row);
+      else ok = false;
     };
     try {
       const side = rows.filter((r) => opts.concurrent?.(r) === true);
@@ -136,6 +132,17 @@ export function createOutboxDispatcher(opts: OutboxDispatcherOptions): OutboxDis
           for (const row of serial) await track(row);
         })(),
       ]);
+      // The batch's bookkeeping in one statement (and one hook call), not one per row: an assignment's rows (a delta
+      // per namespace) go out back to back, and the database is not asked four times while the device is moving.
+      // Should this fail, the rows stay leased and are delivered again when the lease ends (at least once).
+      if (delivered.length > 0) {
+        await markDelivered(
+          opts.db,
+          delivered.map((r) => r.id),
+        );
+        await opts.onDelivered?.(delivered);
+        for (const w of [...deliveredWaiters]) w();
+      }
     } finally {
       inWork.clear();
       if (renewTimer) opts.clock.clearTimeout(renewTimer);

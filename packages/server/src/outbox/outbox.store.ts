@@ -205,8 +205,8 @@ export async function claim(q: Queryable, limit: number, leaseSeconds: number): 
     .sort((a, b) => a.id - b.id);
 }
 
-export async function markDelivered(q: Queryable, id: number): Promise<void> {
-  await q.query('DELETE FROM outbox WHERE id = $1', [id]);
+export async function markDelivered(q: Queryable, ids: readonly number[]): Promise<void> {
+  await q.query('DELETE FROM outbox WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)', [JSON.stringify(ids)]);
 }
 
 export async function markFailed(q: Queryable, id: number, error: string, retryInMs: number): Promise<void> {

@@ -31,7 +31,7 @@ import {
   listShadowNames,
   loadDeviceRoutes,
   loadRoutesAndShadows,
-  lockDevices,
+  lockDevicesSql,
   saveShadows,
   shadowKey,
   type DeviceRoute,
@@ -80,8 +80,8 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
     let outcomes: ShadowOutcome[];
     const afterCommit: Array<() => void> = [];
     try {
+      // A writing batch takes its devices' locks in the BEGIN's round trip (see run below).
       const run = async (q: Queryable): Promise<ShadowOutcome[]> => {
-        if (writes) await lockDevices(q, uuids);
         const loaded = await loadRoutesAndShadows(q, uuids, keys);
         routes = loaded.routes;
         const current = loaded.shadows;
@@ -100,7 +100,7 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
         }
         return results;
       };
-      outcomes = writes ? await db.transaction(run) : await run(db);
+      outcomes = writes ? await db.transaction(run, { begin: lockDevicesSql(uuids) }) : await run(db);
     } catch (err) {
       log.error({ err, batchSize: batch.length }, 'shadow batch failed; answering 500 to each request');
       const now = nowSeconds();

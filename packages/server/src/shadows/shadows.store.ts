@@ -3,7 +3,7 @@
  * (`jsonb_to_recordset`), which PostgreSQL parses far faster than `pg` array escaping
  * (stack-notes: ≈ 56 µs per row for arrays).
  */
-import type { Queryable } from '../db/db.ts';
+import { sqlLiteral, type Queryable } from '../db/db.ts';
 import type { JsonObject, ShadowDocument } from '@switchyard/protocol';
 
 export interface DeviceRoute {
@@ -23,15 +23,14 @@ export interface StoredShadow {
 }
 
 /**
- * Serialises every writer of these devices' shadows, across server instances, until the
+ * The statement that serialises every writer of these devices' shadows, across server instances, until the
  * transaction ends. Keys are locked in sorted order so two batches never deadlock.
  */
-export async function lockDevices(q: Queryable, uuids: readonly string[]): Promise<void> {
-  const sorted = [...uuids].sort();
-  await q.query(
-    `SELECT pg_advisory_xact_lock(hashtextextended(u, 7411)) FROM jsonb_array_elements_text($1::jsonb) WITH ORDINALITY AS t(u, i) ORDER BY i`,
-    [JSON.stringify(sorted)],
-  );
+export function lockDevicesSql(uuids: readonly string[]): string {
+  // Without parameters (the uuids as a literal), for `db.transaction(fn, {begin})`: the locks are taken in the
+  // BEGIN's round trip.
+  const list = sqlLiteral(JSON.stringify([...uuids].sort()));
+  return `SELECT pg_advisory_xact_lock(hashtextextended(u, 7411)) FROM jsonb_array_elements_text(${list}::jsonb) WITH ORDINALITY AS t(u, i) ORDER BY i`;
 }
 
 export async function loadDeviceRoutes(q: Queryable, uuids: readonly string[]): Promise<Map<string, DeviceRoute>> {
@@ -105,23 +104,34 @@ export async function loadRoutesAndShadows(
 /** Writes the final state of every shadow a batch touched, in one statement (one row per key). */
 export async function saveShadows(q: Queryable, shadows: readonly StoredShadow[]): Promise<void> {
   if (shadows.length === 0) return;
-  const rows = shadows.map((s) => ({
-    u: s.deviceUuid,
-    n: s.shadowName,
-    d: s.document?.state.desired,
-    r: s.document?.state.reported,
-    m: s.document ? s.document.metadata : {},
-    v: s.version,
-    x: s.document === null,
-  }));
-  await q.query(
-    `INSERT INTO device_shadows AS s (device_uuid, shadow_name, desired, reported, metadata, version, deleted)
-     SELECT u, n, d, r, m, v, x FROM jsonb_to_recordset($1::jsonb)
+  await q.query(saveShadowsSql('$1'), [shadowRowsParam(shadows)]);
+}
+
+/**
+ * The upsert {@link saveShadows} runs, reading its rows from the jsonb parameter `param` (built by
+ * {@link shadowRowsParam}): usable as a data-modifying CTE of a statement that writes more beside the shadows.
+ */
+export function saveShadowsSql(param: string): string {
+  return `INSERT INTO device_shadows AS s (device_uuid, shadow_name, desired, reported, metadata, version, deleted)
+     SELECT u, n, d, r, m, v, x FROM jsonb_to_recordset(${param}::jsonb)
          AS t(u text, n text, d jsonb, r jsonb, m jsonb, v bigint, x boolean)
      ON CONFLICT (device_uuid, shadow_name) DO UPDATE
         SET desired = EXCLUDED.desired, reported = EXCLUDED.reported, metadata = EXCLUDED.metadata,
-            version = EXCLUDED.version, deleted = EXCLUDED.deleted, updated_at = now()`,
-    [JSON.stringify(rows)],
+            version = EXCLUDED.version, deleted = EXCLUDED.deleted, updated_at = now()`;
+}
+
+/** The rows parameter of {@link saveShadowsSql}. */
+export function shadowRowsParam(shadows: readonly StoredShadow[]): string {
+  return JSON.stringify(
+    shadows.map((s) => ({
+      u: s.deviceUuid,
+      n: s.shadowName,
+      d: s.document?.state.desired,
+      r: s.document?.state.reported,
+      m: s.document ? s.document.metadata : {},
+      v: s.version,
+      x: s.document === null,
+    })),
   );
 }
 

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Db, DbKind, Queryable } from '../../src/db/db.ts';
+import { sqlLiteral, type Db, type DbKind, type Queryable } from '../../src/db/db.ts';
 import { loadMigrations, migrate } from '../../src/db/migrate.ts';
 import { silentLogger } from '../../src/log.ts';
 
@@ -116,6 +116,19 @@ export function dbContract(label: string, target: ContractTarget, opts: { skip?:
       const res = await db.query<{ n: number }>('CREATE TEMP TABLE multi_t (a int); INSERT INTO multi_t VALUES (1), (2); SELECT count(*) AS n FROM multi_t');
       assert.deepEqual(res.rows, [{ n: 2 }]);
       await db.query('DROP TABLE multi_t');
+    });
+
+    it('runs a transaction\'s `begin` statements first, and SQL literals round-trip exactly', async () => {
+      for (const v of ["it's", 'a\\b', "\\'; DROP TABLE devices; --", '["dev-1","dev:2"]', 'ünïcødé ✓', '']) {
+        assert.deepEqual((await db.query<{ v: string }>(`SELECT ${sqlLiteral(v)} AS v`)).rows, [{ v }], v);
+      }
+      const seen = await db.transaction(
+        async (tx) => (await tx.query<{ v: string }>("SELECT current_setting('switchyard.test_begin') AS v")).rows[0]!.v,
+        { begin: `SELECT set_config('switchyard.test_begin', ${sqlLiteral("o'k")}, true)` },
+      );
+      assert.equal(seen, "o'k", 'set inside the same transaction, before fn');
+      // SET LOCAL semantics: gone with the transaction.
+      assert.equal((await db.query<{ v: string }>("SELECT current_setting('switchyard.test_begin', true) AS v")).rows[0]!.v, '');
     });
 
     it('rejects a bad statement with the database error and stays usable', async () => {

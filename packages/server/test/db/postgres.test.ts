@@ -4,6 +4,7 @@ import pg from 'pg';
 import { loadMigrations, migrate } from '../../src/db/migrate.ts';
 import { openDb } from '../../src/db/open-db.ts';
 import { createPgDb } from '../../src/db/pg-db.ts';
+import { lockDevicesSql } from '../../src/shadows/shadows.store.ts';
 import { LOCK_SESSION_CLASS } from '../../src/db/db.ts';
 import { createLogger, silentLogger } from '../../src/log.ts';
 import { startPostgres, type TestPostgres } from '../../../../test/helpers/postgres.ts';
@@ -235,6 +236,35 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
       await db.transaction(async (tx) => assert.deepEqual((await tx.query('SELECT * FROM stale_plan WHERE a = $1', [1])).rows, [{ a: 1, b: null }]));
     } finally {
       await db.query('DROP TABLE IF EXISTS stale_plan');
+      await db.close();
+    }
+  });
+
+  it('takes device locks in the BEGIN round trip: a second writer of the device waits for the first to commit', async () => {
+    const db = await createPgDb(server.url, { max: 2 });
+    try {
+      const order: string[] = [];
+      let releaseFirst!: () => void;
+      const firstHolds = new Promise<void>((r) => (releaseFirst = r));
+      let firstIn!: () => void;
+      const firstStarted = new Promise<void>((r) => (firstIn = r));
+      const first = db.transaction(
+        async () => {
+          order.push('first in');
+          firstIn();
+          await firstHolds;
+          order.push('first out');
+        },
+        { begin: lockDevicesSql(["dev-'quoted'", 'dev-b']) },
+      );
+      await firstStarted;
+      const second = db.transaction(async () => void order.push('second in'), { begin: lockDevicesSql(['dev-b']) });
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(order, ['first in'], 'the second waits on the lock');
+      releaseFirst();
+      await Promise.all([first, second]);
+      assert.deepEqual(order, ['first in', 'first out', 'second in']);
+    } finally {
       await db.close();
     }
   });
