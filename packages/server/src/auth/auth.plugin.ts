@@ -244,10 +244,10 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app, opts) 
 
   const authenticateSlow = async (request: FastifyRequest, reply: FastifyReply, token: string, hash: string, isDeviceToken: boolean): Promise<void> => {
     if (!isDeviceToken && opts.apiTokens) {
-      const token = await opts.apiTokens.authenticate(hash);
-      if (token !== null) {
-        request.principal = { kind: 'admin', scope: token.scope, tokenId: token.id, tokenName: token.name };
-        checkScope(request, token.scope);
+      const apiToken = await opts.apiTokens.authenticate(hash);
+      if (apiToken !== null) {
+        request.principal = { kind: 'admin', scope: apiToken.scope, tokenId: apiToken.id, tokenName: apiToken.name };
+        checkScope(request, apiToken.scope);
         return;
       }
     }
