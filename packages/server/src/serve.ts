@@ -302,6 +302,7 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       secretBox,
       provisioning,
       brokerPool: { status: () => pool.status(), refresh: () => pool.refresh() },
+      cachedConfig: (uuid) => deviceConfig.cached(uuid),
       // A broker's host or port is in the config of every device on it without an assignment.
       onBrokersChange: () => {
         deviceConfig.clear();

@@ -10,6 +10,7 @@ import { deviceUuidSchema } from '../devices/devices.routes.ts';
 import { MIGRATION_STATUSES, type AssignmentChannel, type MigrationStatus } from './assignments.store.ts';
 import type { AssignmentService } from './assignment.service.ts';
 import type { DeviceConfig, DeviceConfigService } from './device-config.ts';
+import { configEtag, etagMatches } from '../http/config-fast-path.ts';
 import type { ConfigWatch } from './config-watch.ts';
 
 export interface AssignmentRoutesOptions {
@@ -26,14 +27,7 @@ export interface AssignmentRoutesOptions {
 /** Longest `?wait` of the config endpoint, seconds. */
 export const MAX_CONFIG_WAIT_S = 60;
 
-const etagOf = (config: DeviceConfig): string => `"${config.version}.${config.mqtt?.brokerId ?? 0}"`;
-
-/** True when `If-None-Match` (`inm`) lists `etag` (strong or weak). */
-function etagMatches(inm: string | string[] | undefined, etag: string): boolean {
-  if (typeof inm !== 'string') return false;
-  if (inm === etag) return true;
-  return inm.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`);
-}
+const etagOf = configEtag;
 
 /**
  * {@link answerConfig} for a handler that is not `async`: sends. Returns nothing — a handler that returns the reply

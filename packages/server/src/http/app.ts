@@ -11,6 +11,7 @@
  * `{ error, message, code }` (see `error-handler.ts` and docs/errors.md). Answers carry `x-request-id`.
  */
 import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
@@ -24,6 +25,8 @@ import { brokerRoutes } from '../brokers/brokers.routes.ts';
 import { createBrokerService } from '../brokers/brokers.service.ts';
 import type { Config } from '../config.ts';
 import { lazyChildLoggerFactory } from './lazy-request-logger.ts';
+import { REQUEST_ID_RE, createConfigFastPath } from './config-fast-path.ts';
+import type { DeviceConfig } from '../assignments/device-config.ts';
 import type { SecretBox } from '../crypto/secret-box.ts';
 import type { Db } from '../db/db.ts';
 import { deviceRoutes } from '../devices/devices.routes.ts';
@@ -48,9 +51,6 @@ export type { Principal, AdminScope } from '../auth/auth.plugin.ts';
  */
 export const BODY_LIMIT = 128 * 1024;
 
-/** A request id a client may pass in `x-request-id` (anything else is replaced by a random UUID). */
-const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
-
 export interface ServerDeps {
   db: Db;
   log: Logger;
@@ -72,11 +72,29 @@ export interface ServerDeps {
   provisioning?: ProvisioningService | undefined;
   /** Metrics (`metrics/`): when given, `GET /metrics` is served and every HTTP answer is counted. */
   metrics?: SwitchyardMetrics | undefined;
+  /**
+   * The config route's in-memory copy (no database read): with it, the config poll's 304 is answered before Fastify
+   * routes the request when everything is cached (see config-fast-path.ts).
+   */
+  cachedConfig?: ((deviceUuid: string) => DeviceConfig | undefined) | undefined;
 }
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const log = deps.log.child({ component: 'http' });
+  // Set once the token cache exists (below); until then every request goes to Fastify.
+  let fastPath: ((req: IncomingMessage, res: ServerResponse) => boolean) | null = null;
   const app = Fastify({
+    // The server Fastify would build (same timeouts), with the config poll's 304 answered first when it can be.
+    serverFactory: (handler, options) => {
+      const o = options as { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number };
+      const server = createServer((req, res) => {
+        if (fastPath === null || !fastPath(req, res)) handler(req, res);
+      });
+      server.keepAliveTimeout = o.keepAliveTimeout ?? 72_000;
+      server.requestTimeout = o.requestTimeout ?? 0;
+      server.setTimeout(o.connectionTimeout ?? 0);
+      return server;
+    },
     loggerInstance: log as FastifyBaseLogger,
     childLoggerFactory: lazyChildLoggerFactory,
     bodyLimit: BODY_LIMIT,
@@ -140,6 +158,15 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     connections: brokerPool ? () => brokerPool.status() : undefined,
   });
   const tokenCache = createTokenCache();
+  if (deps.cachedConfig) {
+    const metrics = deps.metrics;
+    fastPath = createConfigFastPath({
+      deviceOfToken: (token) => tokenCache.get(token),
+      cachedConfig: deps.cachedConfig,
+      infoLogging: () => log.isLevelEnabled('info'),
+      ...(metrics ? { observe: (method: string, route: string, status: number) => metrics.observeHttp(method, route, status) } : {}),
+    });
+  }
   // API tokens with scopes: looked up on every request (no cache), so a revoked token fails at once everywhere.
   const apiTokens = createTokenService({ db: deps.db, log: deps.log });
   const deviceService = createDeviceService({
