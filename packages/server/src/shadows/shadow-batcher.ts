@@ -70,8 +70,10 @@ export class Batcher<Req, Res> {
       lane.queue.push({ req, resolve, reject });
       if (!lane.running) {
         lane.running = true;
-        // Let requests that arrive in the same tick join the first batch.
-        setImmediate(() => void this.#drain(lane));
+        // Let requests parsed from the same read (one socket chunk holds many MQTT packets) join the first batch —
+        // without waiting for the rest of the event loop's turn (a setImmediate here cost an idle lane's request
+        // ~0.1–0.5 ms behind whatever else was ready). A busy lane batches what queues while it works anyway.
+        process.nextTick(() => void this.#drain(lane));
       }
     });
   }
