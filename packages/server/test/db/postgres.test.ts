@@ -4,7 +4,7 @@ import pg from 'pg';
 import { loadMigrations, migrate } from '../../src/db/migrate.ts';
 import { openDb } from '../../src/db/open-db.ts';
 import { createPgDb } from '../../src/db/pg-db.ts';
-import { lockDevicesSql } from '../../src/shadows/shadows.store.ts';
+import { LOAD_ROUTES_AND_SHADOWS_SQL, lockDevicesSql } from '../../src/shadows/shadows.store.ts';
 import { LOCK_SESSION_CLASS } from '../../src/db/db.ts';
 import { createLogger, silentLogger } from '../../src/log.ts';
 import { startPostgres, type TestPostgres } from '../../../../test/helpers/postgres.ts';
@@ -266,6 +266,40 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
       assert.deepEqual(order, ['first in', 'first out', 'second in']);
     } finally {
       await db.close();
+    }
+  });
+
+  it("reads a shadow batch's devices and shadows by index probes, even under the generic plan", async () => {
+    const fresh = await startPostgres();
+    const db = await openDb({ databaseUrl: fresh.url, dataDir: '/nonexistent-unused', log: silentLogger() });
+    try {
+      // A fleet big enough that a planner guessing 100 keys would rather hash them against a sequential scan.
+      await db.query(`INSERT INTO devices (uuid, name, token_hash) SELECT 'dev-' || i, 'dev-' || i, 'x' FROM generate_series(1, 2000) AS i`);
+      await db.query(`INSERT INTO device_shadows (device_uuid, shadow_name, reported, metadata, version)
+                        SELECT 'dev-' || i, 'bench', '{"n":1}', '{}', 1 FROM generate_series(1, 2000) AS i`);
+      await db.query('ANALYZE devices, device_shadows');
+      const plan = await db.transaction(async (tx) => {
+        await tx.query('SET LOCAL plan_cache_mode = force_generic_plan');
+        await tx.query(`PREPARE batch_read(jsonb, jsonb) AS ${LOAD_ROUTES_AND_SHADOWS_SQL}`);
+        const { rows } = await tx.query<{ 'QUERY PLAN': string }>(
+          `EXPLAIN EXECUTE batch_read('["dev-1","dev-2","nobody"]', '[{"u":"dev-1","n":"bench"},{"u":"dev-2","n":"other"}]')`,
+        );
+        const read = await tx.query<{ routes: unknown[]; shadows: unknown[] }>(
+          `EXECUTE batch_read('["dev-1","dev-2","nobody"]', '[{"u":"dev-1","n":"bench"},{"u":"dev-2","n":"other"}]')`,
+        );
+        await tx.query('DEALLOCATE batch_read');
+        return { text: rows.map((r) => r['QUERY PLAN']).join('\n'), read: read.rows[0]! };
+      });
+      assert.doesNotMatch(plan.text, /Seq Scan/, plan.text);
+      assert.match(plan.text, /Index Scan using devices_pkey/);
+      assert.match(plan.text, /Index Scan using device_shadows_pkey/);
+      // One entry per key, null where nothing is stored.
+      assert.equal(plan.read.routes.filter((r) => r !== null).length, 2);
+      assert.equal(plan.read.routes.length, 3);
+      assert.deepEqual(plan.read.shadows.map((s) => (s === null ? null : (s as { version: number }).version)), [1, null]);
+    } finally {
+      await db.close();
+      await fresh.stop();
     }
   });
 
