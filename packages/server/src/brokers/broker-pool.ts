@@ -26,6 +26,7 @@ import { nextDelay } from '@switchyard/protocol';
 import type { Logger } from '../log.ts';
 import { createBrokerOwnership } from './broker-ownership.ts';
 import { brokerTlsOptions, describeBrokerTlsFailure } from './broker-tls.ts';
+import { writeCoalescer, type Corkable } from './write-coalescer.ts';
 import { BrokerNotConnectedError, type BrokerConnectionConfig, type BrokerPoolOptions, type BrokerPool } from './broker-pool.types.ts';
 
 /**
@@ -36,10 +37,14 @@ const MQTT_DEBUG_OFF: Pick<IClientOptions, 'log'> = /mqttjs/.test(process.env.DE
 
 export * from './broker-pool.types.ts';
 
+const noHold = (): void => undefined;
+
 interface Entry {
   config: BrokerConnectionConfig;
   fingerprint: string;
   client: MqttClient | null;
+  /** Holds `client`'s socket corked until the end of this event-loop turn (see write-coalescer.ts). */
+  hold: () => void;
   connected: boolean;
   /** Owner and subscribed to the request topics on `client`. */
   owner: boolean;
@@ -136,9 +141,17 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
     };
     const client = mqtt.connect(`${c.protocol}://${c.host}:${c.port}`, options);
     entry.client = client;
+    entry.hold = noHold;
     client.on('connect', () => {
+      const stream = client.stream as (Corkable & { setNoDelay?: (on: boolean) => void; on(e: 'data', l: () => void): unknown }) | undefined;
       // Replies are small and latency matters: no Nagle delay (with the peer's delayed ACK it adds ~40 ms).
-      (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
+      stream?.setNoDelay?.(true);
+      if (stream && typeof stream.cork === 'function') {
+        // A read's PUBACKs and a batch's replies leave in one write at the end of the turn, not one each.
+        const hold = writeCoalescer(stream);
+        entry.hold = hold;
+        stream.on('data', hold);
+      }
       entry.connected = true;
       entry.attempt = 0;
       delete entry.lastError;
@@ -249,6 +262,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
         config,
         fingerprint: fingerprintOf(config),
         client: null,
+        hold: noHold,
         connected: false,
         owner: false,
         attempt: 0,
@@ -292,6 +306,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       const entry = entries.get(brokerId);
       const client = entry?.client;
       if (!entry || !client || !entry.connected) return Promise.reject(new BrokerNotConnectedError(brokerId));
+      entry.hold();
       if ((o.qos ?? 1) === 0) {
         // Trap: given a callback, mqtt.js adds one `once('drain')` listener per QoS 0 packet written while the
         // socket buffer is full. Under load (a 500-update batch publishes 500 `documents`) thousands pile up,
