@@ -117,14 +117,11 @@ async function start(msg: InitMessage): Promise<void> {
     }),
   );
   clients = opened.map((o) => o.client);
-  // Interleave devices across connections so consecutive sends use different sockets.
-  const maxLen = Math.max(...opened.map((o) => o.uuids.length));
-  for (let j = 0; j < maxLen; j++) {
-    for (const o of opened) {
-      const u = o.uuids[j];
-      if (u !== undefined) devices.push({ client: o.client, topic: o.base(u), uuid: u });
-    }
-  }
+  // A connection's devices next to each other in the rotation: the sends of one tick to one connection leave in one
+  // write (the client flushes per connection per turn), as a gateway carrying several devices would send them.
+  // Interleaved across connections, every update was a write of its own (A/B, 2 runs each at 3,000 and 5,000/s: the
+  // generators' CPU 34–42 % of a core grouped, 37–50 % interleaved).
+  for (const o of opened) for (const u of o.uuids) devices.push({ client: o.client, topic: o.base(u), uuid: u });
   send({ type: 'ready', devices: devices.length, connections: clients.length });
 }
 
