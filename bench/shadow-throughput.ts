@@ -5,7 +5,10 @@
  *
  *   npm run bench -- shadow-throughput [--devices 1000] [--connections 200] [--rates 2000,5000,8000]
  *     [--seconds 8] [--warmup 2] [--max-inflight 256] [--generators 2] [--pglite-rates 250,500,1000]
- *     [--targets postgres,pglite] [--runs 1] [--qos 1] [--grace 15] [--max-batch 500] [--client mini|mqttjs]
+ *     [--targets postgres,pglite[,floor]] [--runs 1] [--qos 1] [--grace 15] [--max-batch 500] [--client mini|mqttjs]
+ *
+ * `--targets floor` runs the same phases against a trivial responder instead of the server, with no database
+ * (bench/lib/shadow-floor.ts): what the generators and Mosquitto alone cost this machine.
  *
  * Parts (all on 127.0.0.1): a throwaway PostgreSQL cluster (default, durable settings: fsync and
  * synchronous_commit on — read back and recorded), one Mosquitto (`max_queued_messages` raised so that nothing is
@@ -19,6 +22,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../packages/server/src/config.ts';
+import type { Queryable } from '../packages/server/src/db/db.ts';
 import { createLogger } from '../packages/server/src/log.ts';
 import { startSwitchyard } from '../packages/server/src/serve.ts';
 import { freePort } from '../scripts/test-servers.mjs';
@@ -27,7 +31,8 @@ import { cleanupAll, runStops, stopOnSignals } from './lib/cleanup.ts';
 import { benchArgs, int, intList, log } from './lib/cli.ts';
 import { startGenerator, type Generator } from './lib/shadow-generators.ts';
 import type { InitMessage } from './lib/shadow-load-generator.ts';
-import { medians, phaseTable, runPhase, split, type PhaseRow, type PhaseSpec, type Target } from './lib/shadow-phase.ts';
+import { startFloorResponder } from './lib/shadow-floor.ts';
+import { medians, phaseTable, runPhase, split, type PhaseRow, type PhaseSpec, type Target, type TargetKind } from './lib/shadow-phase.ts';
 import { machineInfo, writeResult } from './lib/results.ts';
 import { benchDatabase, benchMosquitto, benchTempDir } from './lib/stack.ts';
 
@@ -57,7 +62,7 @@ const opts = {
   warmup: int('warmup', args.warmup, 0),
   maxInflight: int('max-inflight', args['max-inflight'], 0),
   generators: int('generators', args.generators),
-  targets: args.targets.split(',').map((t) => t.trim()) as Array<'postgres' | 'pglite'>,
+  targets: args.targets.split(',').map((t) => t.trim()) as TargetKind[],
   runs: int('runs', args.runs),
   qos: int('qos', args.qos, 0) as 0 | 1,
   grace: int('grace', args.grace, 1),
@@ -65,7 +70,7 @@ const opts = {
   client: args.client as 'mini' | 'mqttjs',
 };
 if (opts.client !== 'mini' && opts.client !== 'mqttjs') throw new Error('--client must be mini or mqttjs');
-for (const t of opts.targets) if (t !== 'postgres' && t !== 'pglite') throw new Error(`--targets: unknown target ${t}`);
+for (const t of opts.targets) if (t !== 'postgres' && t !== 'pglite' && t !== 'floor') throw new Error(`--targets: unknown target ${t}`);
 if (opts.qos !== 0 && opts.qos !== 1) throw new Error('--qos must be 0 or 1');
 if (opts.connections > opts.devices) throw new Error('--connections must not exceed --devices');
 if (opts.generators > opts.connections) throw new Error('--generators must not exceed --connections');
@@ -114,7 +119,39 @@ async function startTarget(kind: 'postgres' | 'pglite'): Promise<Target> {
       const { rows } = await sy.db.query<Record<string, string>>(`SHOW ${name}`);
       settings[name] = String(Object.values(rows[0] ?? {})[0]);
     }
-    return { kind, sy, mosquitto, mosquittoPid, postmasterPid, brokerId, settings, stop: () => stops.stopAll() };
+    return {
+      kind,
+      shadows: sy.shadows,
+      addDevices: (uuids) => insertDevices(sy.db, brokerId, uuids),
+      mosquitto,
+      mosquittoPid,
+      postmasterPid,
+      settings,
+      stop: () => stops.stopAll(),
+    };
+  } catch (err) {
+    await stops.stopAll();
+    throw err;
+  }
+}
+
+/** The floor: the same Mosquitto, a trivial responder instead of the server, no database. */
+async function startFloor(): Promise<Target> {
+  const stops = runStops();
+  try {
+    const { mosquitto, pid: mosquittoPid } = await benchMosquitto(stops, { extraConfig: 'max_queued_messages 1000000' });
+    const responder = await startFloorResponder(mosquitto.host, mosquitto.port);
+    stops.track(() => responder.close());
+    return {
+      kind: 'floor',
+      shadows: responder,
+      addDevices: async () => undefined,
+      mosquitto,
+      mosquittoPid,
+      postmasterPid: null,
+      settings: {},
+      stop: () => stops.stopAll(),
+    };
   } catch (err) {
     await stops.stopAll();
     throw err;
@@ -122,20 +159,20 @@ async function startTarget(kind: 'postgres' | 'pglite'): Promise<Target> {
 }
 
 /** Bulk registration: one INSERT, dummy token hash (the bench's Mosquitto does not check device tokens). */
-async function insertDevices(t: Target, uuids: string[]): Promise<void> {
-  await t.sy.db.query(
+async function insertDevices(db: Queryable, brokerId: number, uuids: string[]): Promise<void> {
+  await db.query(
     `INSERT INTO devices (uuid, name, mqtt_broker_id, token_hash)
      SELECT u, u, $2::int, 'bench-no-token' FROM jsonb_array_elements_text($1::jsonb) AS t(u)`,
-    [JSON.stringify(uuids), t.brokerId],
+    [JSON.stringify(uuids), brokerId],
   );
 }
 
-async function runTarget(kind: 'postgres' | 'pglite', run: number): Promise<{ rows: PhaseRow[]; settings: Record<string, string> }> {
+async function runTarget(kind: TargetKind, run: number): Promise<{ rows: PhaseRow[]; settings: Record<string, string> }> {
   const started = performance.now();
-  const t = await startTarget(kind);
+  const t = kind === 'floor' ? await startFloor() : await startTarget(kind);
   try {
     const uuids = Array.from({ length: opts.devices }, (_, i) => `bench-r${run}-${String(i).padStart(6, '0')}`);
-    await insertDevices(t, uuids);
+    await t.addDevices(uuids);
     // Connection c holds devices c, c + C, c + 2C, …; generator g holds a contiguous range of connections.
     const conns: string[][] = Array.from({ length: opts.connections }, () => []);
     uuids.forEach((u, i) => conns[i % opts.connections]!.push(u));
@@ -159,7 +196,7 @@ async function runTarget(kind: 'postgres' | 'pglite', run: number): Promise<{ ro
     }
     log(`[run ${run}] ${kind}: ready in ${Math.round(performance.now() - started)} ms (${opts.devices} devices, ${opts.connections} connections, ${opts.generators} generators)`);
 
-    const rates = kind === 'postgres' ? opts.rates : opts.pgliteRates;
+    const rates = kind === 'pglite' ? opts.pgliteRates : opts.rates;
     const specs: PhaseSpec[] = [
       ...rates.map((r) => ({ label: `open ${r}/s`, mode: 'open' as const, level: r })),
       ...(opts.maxInflight > 0 ? [{ label: `max (${opts.maxInflight} in flight)`, mode: 'closed' as const, level: opts.maxInflight }] : []),
@@ -167,7 +204,7 @@ async function runTarget(kind: 'postgres' | 'pglite', run: number): Promise<{ ro
     const rows: PhaseRow[] = [];
     for (const spec of specs) {
       // An overloaded phase leaves a backlog in the batcher: let it finish so the next phase starts clean.
-      const drained = await Promise.race([t.sy.shadows.drain().then(() => true), sleep(120_000, false)]);
+      const drained = await Promise.race([t.shadows.drain().then(() => true), sleep(120_000, false)]);
       if (!drained) log(`[run ${run}] ${kind}: the server still had queued requests after 120 s; starting ${spec.label} anyway`);
       const row = await runPhase(t, gens, spec, opts);
       rows.push(row);

@@ -4,7 +4,6 @@
  */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Switchyard } from '../../packages/server/src/serve.ts';
 import type { TestMosquitto } from '../../test/helpers/mosquitto.ts';
 import { cpuPercent, cpuSeconds, cpuSnapshot, treeCpuSeconds } from './proc-cpu.ts';
 import type { Generator } from './shadow-generators.ts';
@@ -12,14 +11,19 @@ import type { PhaseMessage, PhaseResult } from './shadow-load-generator.ts';
 import { median, round, summarize } from './stats.ts';
 import { markdownTable } from './table.ts';
 
-/** The database + Mosquitto + in-process server one target's phases run against. */
+/** `floor`: no server and no database, a trivial responder (bench/lib/shadow-floor.ts) — what the load alone costs. */
+export type TargetKind = 'postgres' | 'pglite' | 'floor';
+
+/** What one target's phases run against: Mosquitto and the in-process server with its database, or the floor responder. */
 export interface Target {
-  kind: 'postgres' | 'pglite';
-  sy: Switchyard;
+  kind: TargetKind;
+  /** The shadow service's counters and drain (the floor's: one "batch" per request, nothing to drain). */
+  shadows: { stats(): { batches: number; requests: number }; drain(): Promise<void> };
+  /** Registers the run's devices before the generators start. */
+  addDevices(uuids: string[]): Promise<void>;
   mosquitto: TestMosquitto;
   mosquittoPid: number;
   postmasterPid: number | null;
-  brokerId: number;
   settings: Record<string, string>;
   stop(): Promise<void>;
 }
@@ -39,7 +43,7 @@ export interface PhaseSpec {
 }
 
 export interface PhaseRow {
-  target: 'postgres' | 'pglite';
+  target: TargetKind;
   phase: string;
   /** Updates/s actually sent in the measured window (open loop: should equal the offered rate). */
   offeredPerS: number;
@@ -77,7 +81,7 @@ function snapshot(t: Target, gens: Generator[]) {
       mosquitto: () => cpuSeconds(t.mosquittoPid),
       postgres: () => (t.postmasterPid === null ? 0 : treeCpuSeconds(t.postmasterPid)),
     }),
-    stats: t.sy.shadows.stats(),
+    stats: t.shadows.stats(),
     elu: performance.eventLoopUtilization(),
   };
 }
