@@ -11,7 +11,6 @@
 export interface Corkable {
   cork(): void;
   uncork(): void;
-  readonly writableCorked?: number;
 }
 
 /** Returns `hold()`: corks `stream` unless already held this turn, and uncorks it once at the turn's end. */
