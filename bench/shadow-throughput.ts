@@ -81,15 +81,17 @@ stopOnSignals('generators, server, Mosquitto and PostgreSQL');
 
 // --- the target: database + Mosquitto + server ----------------------------------------------------------------
 
+/**
+ * Mosquitto's default `max_queued_messages` is 1,000 (the helper raises it to 10,000): a subscriber that falls behind
+ * silently loses messages. Raised so that any loss this bench reports is Switchyard's, not a queue limit.
+ */
+const MOSQUITTO_CONFIG = { extraConfig: 'max_queued_messages 1000000' };
+
 async function startTarget(kind: 'postgres' | 'pglite'): Promise<Target> {
   const stops = runStops();
   const dataDir = await benchTempDir(stops, 'sy-bench-');
   try {
-    const { mosquitto, pid: mosquittoPid } = await benchMosquitto(stops, {
-      // Default is 1,000 (the helper raises it to 10,000): a subscriber that falls behind silently loses
-      // messages. Raised so that any loss this bench reports is Switchyard's, not a queue limit.
-      extraConfig: 'max_queued_messages 1000000',
-    });
+    const { mosquitto, pid: mosquittoPid } = await benchMosquitto(stops, MOSQUITTO_CONFIG);
     const env: Record<string, string> = {
       PORT: String(await freePort()),
       HOST: '127.0.0.1',
@@ -139,7 +141,7 @@ async function startTarget(kind: 'postgres' | 'pglite'): Promise<Target> {
 async function startFloor(): Promise<Target> {
   const stops = runStops();
   try {
-    const { mosquitto, pid: mosquittoPid } = await benchMosquitto(stops, { extraConfig: 'max_queued_messages 1000000' });
+    const { mosquitto, pid: mosquittoPid } = await benchMosquitto(stops, MOSQUITTO_CONFIG);
     const responder = await startFloorResponder(mosquitto.host, mosquitto.port);
     stops.track(() => responder.close());
     return {
