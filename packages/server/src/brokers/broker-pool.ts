@@ -20,31 +20,20 @@
  * standby (connected only). A connection that closes releases ownership after the MQTT session is gone, so two
  * instances never both hold request subscriptions of a broker in an orderly hand-over.
  */
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { nextDelay } from '@switchyard/protocol';
 import type { Logger } from '../log.ts';
 import { createBrokerOwnership } from './broker-ownership.ts';
 import { brokerTlsOptions, describeBrokerTlsFailure } from './broker-tls.ts';
-import { writeCoalescer, type Corkable } from './write-coalescer.ts';
+import { MqttLink } from './mqtt-link.ts';
 import { BrokerNotConnectedError, type BrokerConnectionConfig, type BrokerPoolOptions, type BrokerPool } from './broker-pool.types.ts';
 
-/**
- * mqtt.js traces every packet through the `debug` module, whose disabled calls still cost ~3 % of the server's CPU
- * under shadow load (bench/shadow-throughput profile). Unless `DEBUG` asks for mqttjs, the client gets a no-op log.
- */
-const MQTT_DEBUG_OFF: Pick<IClientOptions, 'log'> = /mqttjs/.test(process.env.DEBUG ?? '') ? {} : { log: () => undefined };
-
 export * from './broker-pool.types.ts';
-
-const noHold = (): void => undefined;
 
 interface Entry {
   config: BrokerConnectionConfig;
   fingerprint: string;
-  client: MqttClient | null;
-  /** Holds `client`'s socket corked until the end of this event-loop turn (see write-coalescer.ts). */
-  hold: () => void;
+  client: MqttLink | null;
   connected: boolean;
   /** Owner and subscribed to the request topics on `client`. */
   owner: boolean;
@@ -65,7 +54,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
   const entries = new Map<number, Entry>();
   /** `listen` handlers by broker and topic, and the subscriptions each MQTT client made for them. */
   const listeners = new Map<number, Map<string, (payload: Buffer) => void>>();
-  const listening = new WeakMap<MqttClient, Map<string, Promise<void>>>();
+  const listening = new WeakMap<MqttLink, Map<string, Promise<void>>>();
   let refreshTimer: NodeJS.Timeout | null = null;
   let closing = false;
   let refreshing: Promise<void> | null = null;
@@ -75,7 +64,6 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
     entry.connectWaiters = [];
     for (const w of waiters) w();
   };
-  const subscriptionFilters = Object.fromEntries(opts.subscriptions.map((t) => [t, { qos: 1 as const }]));
 
   const ownership = createBrokerOwnership({
     openSession: opts.openLockSession,
@@ -95,18 +83,18 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
         entry.owner = false;
         const client = entry.client;
         if (!client || !entry.connected || opts.subscriptions.length === 0) continue;
-        client.unsubscribeAsync(opts.subscriptions).catch((err: unknown) => {
+        client.unsubscribe(opts.subscriptions).catch((err: unknown) => {
           log.warn({ err, brokerId: id }, 'unsubscribing after losing ownership failed; reconnecting without subscriptions');
-          client.end(true);
+          client.destroy();
         });
       }
     },
   });
 
-  async function subscribe(entry: Entry, client: MqttClient): Promise<void> {
+  async function subscribe(entry: Entry, client: MqttLink): Promise<void> {
     const clog = log.child({ brokerId: entry.config.id, broker: entry.config.name });
     try {
-      if (opts.subscriptions.length > 0) await client.subscribeAsync(subscriptionFilters);
+      await client.subscribe(opts.subscriptions, 1);
       if (entry.client !== client || !ownership.owns(entry.config.id)) return; // gone or lost meanwhile
       entry.owner = true;
       clog.info('owner: subscribed to the request topics');
@@ -114,7 +102,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
     } catch (err) {
       entry.lastError = `subscribe failed: ${(err as Error).message}`;
       clog.error({ err }, 'subscribing to request topics failed; reconnecting');
-      client.end(true);
+      client.destroy();
     }
   }
 
@@ -127,86 +115,77 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       retryLater(entry, clog, false);
       return;
     }
-    const options: IClientOptions = {
-      clientId: `switchyard-server-${instanceId}-${c.id}`,
-      protocolVersion: c.protocolVersion,
-      clean: true,
-      reconnectPeriod: 0, // our own backoff with jitter, see scheduleRetry
-      connectTimeout: 10_000,
-      keepalive: 30,
-      ...(c.username ? { username: c.username } : {}),
-      ...(c.password ? { password: c.password } : {}),
-      ...tls,
-      ...MQTT_DEBUG_OFF,
-    };
-    const client = mqtt.connect(`${c.protocol}://${c.host}:${c.port}`, options);
+    const client: MqttLink = new MqttLink(
+      {
+        protocol: c.protocol,
+        host: c.host,
+        port: c.port,
+        version: c.protocolVersion,
+        clientId: `switchyard-server-${instanceId}-${c.id}`,
+        keepalive: 30,
+        connectTimeoutMs: 10_000,
+        ...(c.username ? { username: c.username } : {}),
+        ...(c.password ? { password: c.password } : {}),
+        tls,
+      },
+      {
+        connect: () => {
+          entry.connected = true;
+          entry.attempt = 0;
+          delete entry.lastError;
+          clog.info('connected');
+          opts.onConnected?.(c.id);
+          ownership
+            .acquire(c.id)
+            .then((owned) => {
+              if (owned || entry.client !== client) return; // the owner settles after subscribing
+              clog.info({ retryMs: opts.ownershipRetryMs ?? 2000 }, 'standby: another instance owns the request subscriptions');
+              settle(entry);
+            })
+            .catch((err: unknown) => clog.error({ err }, 'taking ownership failed; the next retry tries again'));
+        },
+        message: (topic, payload) => {
+          const tap = listeners.get(c.id)?.get(topic);
+          if (tap) {
+            try {
+              tap(payload);
+            } catch (err) {
+              clog.error({ err, topic }, 'reply handler threw; reply dropped');
+            }
+            return;
+          }
+          // Ownership lost (or released) a moment ago: another instance may already answer this broker.
+          if (!ownership.owns(c.id)) return;
+          try {
+            opts.onMessage(c.id, topic, payload);
+          } catch (err) {
+            // One bad message must never take the connection (or the server) down.
+            clog.error({ err, topic }, 'message handler threw; message dropped');
+          }
+        },
+        error: (err) => {
+          const tlsFailure = describeBrokerTlsFailure(err, Boolean(c.caCert));
+          if (tlsFailure !== null) {
+            // A configuration problem, not a network blip: say so loudly (the retry below keeps trying).
+            if (entry.lastError !== tlsFailure) clog.error({ url: `${c.protocol}://${c.host}:${c.port}`, code: (err as { code?: unknown }).code }, tlsFailure);
+            entry.lastError = tlsFailure;
+          } else {
+            entry.lastError = err.message;
+          }
+        },
+        close: () => {
+          const was = entry.connected;
+          entry.connected = false;
+          entry.owner = false;
+          if (entry.closed || closing || entry.client !== client) return;
+          // After the MQTT session is gone, so the next owner's subscriptions never overlap ours.
+          void ownership.release(c.id);
+          entry.client = null;
+          retryLater(entry, clog, was);
+        },
+      },
+    );
     entry.client = client;
-    entry.hold = noHold;
-    client.on('connect', () => {
-      const stream = client.stream as (Corkable & { setNoDelay?: (on: boolean) => void; on(e: 'data', l: () => void): unknown }) | undefined;
-      // Replies are small and latency matters: no Nagle delay (with the peer's delayed ACK it adds ~40 ms).
-      stream?.setNoDelay?.(true);
-      if (stream && typeof stream.cork === 'function') {
-        // A read's PUBACKs and a batch's replies leave in one write at the end of the turn, not one each.
-        const hold = writeCoalescer(stream);
-        entry.hold = hold;
-        stream.on('data', hold);
-      }
-      entry.connected = true;
-      entry.attempt = 0;
-      delete entry.lastError;
-      clog.info('connected');
-      opts.onConnected?.(c.id);
-      ownership
-        .acquire(c.id)
-        .then((owned) => {
-          if (owned || entry.client !== client) return; // the owner settles after subscribing
-          clog.info({ retryMs: opts.ownershipRetryMs ?? 2000 }, 'standby: another instance owns the request subscriptions');
-          settle(entry);
-        })
-        .catch((err: unknown) => clog.error({ err }, 'taking ownership failed; the next retry tries again'));
-    });
-    client.on('message', (topic, payload) => {
-      const tap = listeners.get(c.id)?.get(topic);
-      if (tap) {
-        try {
-          tap(payload);
-        } catch (err) {
-          clog.error({ err, topic }, 'reply handler threw; reply dropped');
-        }
-        return;
-      }
-      // Ownership lost (or released) a moment ago: another instance may already answer this broker.
-      if (!ownership.owns(c.id)) return;
-      try {
-        opts.onMessage(c.id, topic, payload);
-      } catch (err) {
-        // One bad message must never take the connection (or the server) down.
-        clog.error({ err, topic }, 'message handler threw; message dropped');
-      }
-    });
-    client.on('error', (err) => {
-      const tlsFailure = describeBrokerTlsFailure(err, Boolean(c.caCert));
-      if (tlsFailure !== null) {
-        // A configuration problem, not a network blip: say so loudly (the retry below keeps trying).
-        if (entry.lastError !== tlsFailure) clog.error({ url: `${c.protocol}://${c.host}:${c.port}`, code: (err as { code?: unknown }).code }, tlsFailure);
-        entry.lastError = tlsFailure;
-      } else {
-        entry.lastError = err.message;
-      }
-    });
-    client.on('close', () => {
-      const was = entry.connected;
-      entry.connected = false;
-      entry.owner = false;
-      if (entry.closed || closing || entry.client !== client) return;
-      // After the MQTT session is gone, so the next owner's subscriptions never overlap ours.
-      void ownership.release(c.id);
-      client.removeAllListeners();
-      client.on('error', () => undefined); // late socket errors after close are expected noise
-      entry.client = null;
-      retryLater(entry, clog, was);
-    });
   }
 
   function retryLater(entry: Entry, clog: Logger, wasConnected: boolean): void {
@@ -227,13 +206,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
     entry.retry = null;
     const client = entry.client;
     entry.client = null;
-    if (client) {
-      await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
-      client.removeAllListeners();
-      // A client closed while still connecting (e.g. a broker disabled while its TLS handshake fails) may still
-      // emit a late error (a TLS alert, "connack timeout"); without a listener it would crash the server.
-      client.on('error', () => undefined);
-    }
+    if (client) await client.end();
     await ownership.release(entry.config.id);
   }
 
@@ -262,7 +235,6 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
         config,
         fingerprint: fingerprintOf(config),
         client: null,
-        hold: noHold,
         connected: false,
         owner: false,
         attempt: 0,
@@ -306,18 +278,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       const entry = entries.get(brokerId);
       const client = entry?.client;
       if (!entry || !client || !entry.connected) return Promise.reject(new BrokerNotConnectedError(brokerId));
-      entry.hold();
-      if ((o.qos ?? 1) === 0) {
-        // Trap: given a callback, mqtt.js adds one `once('drain')` listener per QoS 0 packet written while the
-        // socket buffer is full. Under load (a 500-update batch publishes 500 `documents`) thousands pile up,
-        // every drain removes them one by one (quadratic) and throughput collapses
-        // (MaxListenersExceededWarning in the shadow benchmark). QoS 0 promises no more than the hand-over.
-        client.publish(topic, payload, { qos: 0, retain: o.retain ?? false });
-        return Promise.resolve();
-      }
-      return new Promise<void>((resolve, reject) => {
-        client.publish(topic, payload, { qos: o.qos ?? 1, retain: o.retain ?? false }, (err) => (err ? reject(err) : resolve()));
-      });
+      return client.publish(topic, payload, o.qos ?? 1, o.retain ?? false);
     },
     status() {
       return [...entries.values()].map((e) => ({
@@ -352,7 +313,7 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       if (!subs) listening.set(client, (subs = new Map()));
       let subscribed = subs.get(topic);
       if (!subscribed) {
-        const made = client.subscribeAsync(topic, { qos: 1 }).then(() => undefined);
+        const made = client.subscribe([topic], 1);
         made.catch(() => subs.delete(topic)); // refused or connection lost: the next call tries again
         subs.set(topic, made);
         subscribed = made;

@@ -96,7 +96,7 @@ export function describeBrokerTlsFailure(err: unknown, hasCaCert: boolean): stri
   }
 }
 
-/** The TLS part of a broker connection's options (mqtt.js passes them to `tls.connect`). */
+/** The TLS part of a broker connection's options (`mqtt-link.ts` passes them to `tls.connect`, or to `ws` for `wss`). */
 export interface BrokerTlsOptions {
   rejectUnauthorized?: true;
   servername?: string;
