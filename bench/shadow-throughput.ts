@@ -4,7 +4,7 @@
  * publish → `accepted` latency at the receiver, on PostgreSQL and on PGlite.
  *
  *   npm run bench -- shadow-throughput [--devices 1000] [--connections 200] [--rates 2000,5000,8000]
- *     [--seconds 8] [--warmup 2] [--max-inflight 256] [--generators 2] [--pglite-rates 250,500,1000]
+ *     [--seconds 8] [--warmup 5] [--ramp warmup/2] [--max-inflight 256] [--generators 1] [--pglite-rates 250,500,1000]
  *     [--targets postgres,pglite[,floor]] [--runs 1] [--qos 1] [--grace 15] [--max-batch 500] [--client mini|mqttjs]
  *
  * `--targets floor` runs the same phases against a trivial responder instead of the server, with no database
@@ -42,9 +42,10 @@ const args = await benchArgs(import.meta.url, {
   rates: { type: 'string', default: '2000,5000,8000' },
   'pglite-rates': { type: 'string', default: '250,500,1000' },
   seconds: { type: 'string', default: '8' },
-  warmup: { type: 'string', default: '2' },
+  warmup: { type: 'string', default: '5' },
+  ramp: { type: 'string', default: '' },
   'max-inflight': { type: 'string', default: '256' },
-  generators: { type: 'string', default: '2' },
+  generators: { type: 'string', default: '1' },
   targets: { type: 'string', default: 'postgres,pglite' },
   runs: { type: 'string', default: '1' },
   qos: { type: 'string', default: '1' },
@@ -60,6 +61,8 @@ const opts = {
   pgliteRates: intList('pglite-rates', args['pglite-rates']),
   seconds: int('seconds', args.seconds),
   warmup: int('warmup', args.warmup, 0),
+  // Half the warm-up by default: the rest runs at the full rate before the window opens.
+  ramp: args.ramp === '' ? int('warmup', args.warmup, 0) / 2 : int('ramp', args.ramp, 0),
   maxInflight: int('max-inflight', args['max-inflight'], 0),
   generators: int('generators', args.generators),
   targets: args.targets.split(',').map((t) => t.trim()) as TargetKind[],
@@ -72,6 +75,7 @@ const opts = {
 if (opts.client !== 'mini' && opts.client !== 'mqttjs') throw new Error('--client must be mini or mqttjs');
 for (const t of opts.targets) if (t !== 'postgres' && t !== 'pglite' && t !== 'floor') throw new Error(`--targets: unknown target ${t}`);
 if (opts.qos !== 0 && opts.qos !== 1) throw new Error('--qos must be 0 or 1');
+if (opts.ramp > opts.warmup) throw new Error('--ramp must not exceed --warmup');
 if (opts.connections > opts.devices) throw new Error('--connections must not exceed --devices');
 if (opts.generators > opts.connections) throw new Error('--generators must not exceed --connections');
 

@@ -71,6 +71,8 @@ export interface PhaseMessage {
   /** Closed loop: updates outstanding at once from this generator. */
   inFlight: number;
   warmupMs: number;
+  /** Open loop: the rate rises linearly from 0 to `rate` over this first part of the warm-up (0 = a step). */
+  rampMs: number;
   measureMs: number;
   graceMs: number;
 }
@@ -220,6 +222,9 @@ async function runPhase(msg: PhaseMessage): Promise<PhaseResult> {
   };
 
   if (msg.mode === 'open') {
+    // Seconds-at-full-rate worth of updates due `t` ms into the phase: a linear ramp, then the full rate.
+    const ramp = Math.min(msg.rampMs, msg.warmupMs);
+    const sentBy = (t: number): number => (t < ramp ? (t * t) / (2 * ramp) : t - ramp / 2);
     let done = 0;
     await new Promise<void>((resolve) => {
       const tick = (): void => {
@@ -229,7 +234,7 @@ async function runPhase(msg: PhaseMessage): Promise<PhaseResult> {
           return;
         }
         markWindow();
-        const due = Math.floor(((now - t0) * msg.rate) / 1000);
+        const due = Math.floor((sentBy(now - t0) * msg.rate) / 1000);
         if (due - done > 1) maxLag = Math.max(maxLag, ((due - done) * 1000) / msg.rate);
         // Bounded burst per tick so the event loop can still read replies.
         const burst = Math.min(due - done, 2000);

@@ -28,9 +28,13 @@ export interface Target {
   stop(): Promise<void>;
 }
 
-/** Seconds of warm-up, of the measured window, and of grace for the last replies (`--warmup`, `--seconds`, `--grace`). */
+/**
+ * Seconds of warm-up, of the open loop's ramp at its start, of the measured window, and of grace for the last
+ * replies (`--warmup`, `--ramp`, `--seconds`, `--grace`).
+ */
 export interface PhaseTiming {
   warmup: number;
+  ramp: number;
   seconds: number;
   grace: number;
 }
@@ -95,6 +99,7 @@ export async function runPhase(t: Target, gens: Generator[], spec: PhaseSpec, op
       rate: spec.mode === 'open' ? shares[i]! : 0,
       inFlight: spec.mode === 'closed' ? Math.max(1, shares[i]!) : 0,
       warmupMs: opts.warmup * 1000,
+      rampMs: opts.ramp * 1000,
       measureMs: opts.seconds * 1000,
       graceMs: opts.grace * 1000,
     };

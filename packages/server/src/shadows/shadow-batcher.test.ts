@@ -102,3 +102,43 @@ describe('Batcher lanes', () => {
     await Promise.all(all);
   });
 });
+
+describe('Batcher spillAt', () => {
+  it('fills the first lane until spillAt requests wait, then spills new keys; a pending key stays on its lane', async () => {
+    const m = manual();
+    const b = new Batcher<string, string>({ lanes: 2, spillAt: 2, keyOf: (r) => r.split(':')[0]!, process: m.process });
+    const first = b.submit('a:1');
+    await tick();
+    assert.deepEqual(m.batches.map((x) => x.reqs), [['a:1']], 'lane 0 runs');
+    // Lane 0 is busy: b and c wait there (queue below 2); d spills to lane 1; a, pending on lane 0, stays there.
+    const rest = ['b:2', 'c:3', 'd:4', 'a:5', 'e:6'].map((r) => b.submit(r));
+    await tick();
+    assert.deepEqual(m.batches.map((x) => x.reqs), [['a:1'], ['d:4', 'e:6']]);
+    m.batches[0]!.finish();
+    await first;
+    await tick();
+    assert.deepEqual(m.batches[2]!.reqs, ['b:2', 'c:3', 'a:5']);
+    m.batches[1]!.finish();
+    m.batches[2]!.finish();
+    await Promise.all(rest);
+    // Nothing pending: a key goes by the rule again (lane 0 idle and empty).
+    const again = b.submit('d:7');
+    await tick();
+    assert.deepEqual(m.batches[3]!.reqs, ['d:7']);
+    m.batches[3]!.finish();
+    await again;
+    await b.idle();
+  });
+
+  it('without spillAt, a new key takes an idle lane first', async () => {
+    const m = manual();
+    const b = new Batcher<string, string>({ lanes: 2, keyOf: (r) => r, process: m.process });
+    const all = [b.submit('a')];
+    await tick();
+    all.push(b.submit('b'));
+    await tick();
+    assert.deepEqual(m.batches.map((x) => x.reqs), [['a'], ['b']], 'both lanes busy');
+    for (const x of m.batches) x.finish();
+    await Promise.all(all);
+  });
+});

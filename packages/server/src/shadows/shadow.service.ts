@@ -62,6 +62,7 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
 
   const batcher = new Batcher<ShadowRequest, ShadowOutcome>({
     lanes: opts.lanes ?? (db.kind === 'postgres' ? 2 : 1),
+    spillAt: opts.laneSpillAt ?? 128,
     maxBatch: opts.maxBatch ?? 500,
     maxQueued: opts.maxQueued ?? 2000,
     keyOf: (req) => req.deviceUuid,
