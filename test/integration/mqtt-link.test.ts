@@ -104,6 +104,30 @@ describe('MqttLink against Mosquitto', { skip: real.skip, timeout: 60_000 }, () 
     });
   }
 
+  it("MQTT 5: stays under the broker's Receive Maximum and refuses a publish over its Maximum Packet Size", async () => {
+    // Mosquitto announces max_inflight_messages as Receive Maximum and disconnects a client that exceeds it.
+    const strict = await startMosquitto({ extraConfig: 'max_inflight_messages 3\nmax_packet_size 1000' });
+    const { link, errors } = await open({ port: strict.port, version: 5 });
+    const device = await mqtt.connectAsync(strict.url, { protocolVersion: 5, reconnectPeriod: 0 });
+    try {
+      const seen: string[] = [];
+      device.on('message', (_t, p) => seen.push(p.toString()));
+      await device.subscribeAsync('strict/down', { qos: 1 });
+      await Promise.all(Array.from({ length: 50 }, (_, i) => link.publish('strict/down', `m${i}`, 1)));
+      await assert.rejects(link.publish('strict/down', 'x'.repeat(2000), 1), /exceed the broker's Maximum Packet Size of 1000/);
+      await assert.rejects(link.publish('strict/down', 'x'.repeat(2000), 0), /Maximum Packet Size/);
+      await link.publish('strict/down', 'still up', 1);
+      await waitFor(() => seen.length === 51, { timeoutMs: 5000, message: 'every publish delivered' });
+      assert.deepEqual(seen, [...Array.from({ length: 50 }, (_, i) => `m${i}`), 'still up']);
+      assert.equal(link.connected, true);
+      assert.deepEqual(errors, []);
+    } finally {
+      await device.endAsync();
+      await link.end();
+      await strict.stop();
+    }
+  });
+
   it('rejects what is pending when the connection goes, and refuses new work after', async () => {
     const { link, closed } = await open({ port: broker.port });
     const pending = link.subscribe(['x/#'], 1); // sent this turn, never acked: the link goes first
