@@ -83,8 +83,10 @@ describe('MqttLink against Mosquitto', { skip: real.skip, timeout: 60_000 }, () 
         await Promise.all(Array.from({ length: 300 }, (_, i) => link.publish('dev/a/down', `r${i}`, 1)));
         await link.publish('dev/a/down', 'last', 0);
         await waitFor(() => seen.length === 301, { timeoutMs: 5000, message: 'replies delivered' });
-        assert.deepEqual(seen.slice(0, 3), ['dev/a/down r0', 'dev/a/down r1', 'dev/a/down r2']);
-        assert.equal(seen.at(-1), 'dev/a/down last');
+        // In order among themselves; the QoS 0 one may overtake QoS 1 messages the broker still holds for the
+        // device (Mosquitto's max_inflight_messages): MQTT orders messages per QoS level only.
+        assert.deepEqual(seen.filter((m) => m !== 'dev/a/down last'), Array.from({ length: 300 }, (_, i) => `dev/a/down r${i}`));
+        assert.ok(seen.includes('dev/a/down last'));
 
         await link.unsubscribe(['dev/+/up']);
         await device.publishAsync('dev/c/up', 'after', { qos: 1 });
