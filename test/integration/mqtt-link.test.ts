@@ -147,6 +147,18 @@ describe('MqttLink against Mosquitto', { skip: real.skip, timeout: 60_000 }, () 
     await assert.rejects(open({ port }), /ECONNREFUSED/);
   });
 
+  it('gives up on a broker that accepts the connection but never answers CONNECT (connack timeout)', async () => {
+    const frozen = await startMosquitto();
+    const pid = Number((await readFile(join(frozen.configDir, 'server.pid'), 'utf8')).trim());
+    process.kill(pid, 'SIGSTOP'); // the kernel still completes the TCP handshake; nobody reads the CONNECT
+    try {
+      await assert.rejects(open({ port: frozen.port, connectTimeoutMs: 500 }), /^Error: connack timeout$/);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await frozen.stop();
+    }
+  });
+
   it('notices a broker that stopped answering (keepalive) and closes', async () => {
     const frozen = await startMosquitto();
     try {

@@ -130,6 +130,29 @@ describe('Batcher spillAt', () => {
     await b.idle();
   });
 
+  it('a failed batch releases its keys: they go by the rule again', async () => {
+    const m = manual();
+    const b = new Batcher<string, string>({ lanes: 2, spillAt: 1, keyOf: (r) => r.split(':')[0]!, process: m.process });
+    const first = b.submit('a:1');
+    await tick();
+    const second = b.submit('b:2'); // lane 0 has nothing queued: b waits there
+    m.batches[0]!.fail(new Error('boom'));
+    await assert.rejects(first, /boom/);
+    await tick();
+    assert.deepEqual(m.batches[1]!.reqs, ['b:2'], 'lane 0 goes on with b');
+    const third = b.submit('x:3'); // queued on lane 0 behind b
+    // Still owned by lane 0, a would queue there too; released, it finds lane 0 full and takes idle lane 1.
+    const again = b.submit('a:4');
+    await tick();
+    assert.deepEqual(m.batches[2]!.reqs, ['a:4']);
+    for (const x of m.batches.slice(1)) x.finish();
+    await Promise.all([second, again]);
+    await tick();
+    m.batches[3]!.finish();
+    await third;
+    await b.idle();
+  });
+
   it('without spillAt, a new key takes an idle lane first', async () => {
     const m = manual();
     const b = new Batcher<string, string>({ lanes: 2, keyOf: (r) => r, process: m.process });
