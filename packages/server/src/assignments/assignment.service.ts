@@ -228,7 +228,7 @@ export function createAssignmentService(opts: AssignmentServiceOptions) {
         shadowVersion: version,
         migration: { id: Number(migration.id), status: migration.status },
       };
-    }, { begin: lockDevicesSql([deviceUuid]) }); // the shadow service's lock (no shadow batch interleaves), taken with BEGIN
+    }, { begin: lockDevicesSql(db, [deviceUuid]) }); // the shadow service's lock (no shadow batch interleaves), taken with BEGIN
     if (leased.length > 0) outbox?.deliverLeased(leased);
     pending.forEach(changed);
     if (result.changed) log.info({ deviceUuid, brokerId, migrationId: result.migration?.id, shadowVersion: result.shadowVersion }, 'device assigned');

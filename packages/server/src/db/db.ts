@@ -32,15 +32,49 @@ export interface Queryable {
 
 export type DbKind = 'postgres' | 'pglite';
 
+/** A statement for {@link Db.sqlCall}: `name` unique in the process, `sql` with `$1…$n`, one PostgreSQL type per parameter. */
+export interface NamedSql {
+  readonly name: string;
+  readonly sql: string;
+  readonly types: readonly string[];
+}
+
+/** {@link NamedSql.sql} with the SQL literals `args` in place of its parameters. */
+export function inlineSqlCall(stmt: NamedSql, args: readonly string[]): string {
+  if (args.length !== stmt.types.length) throw new Error(`${stmt.name} takes ${stmt.types.length} arguments, got ${args.length}`);
+  return stmt.sql.replace(/\$(\d+)/g, (_, i: string) => `(${args[Number(i) - 1]!})`);
+}
+
+/** The handle of an open {@link Db.transaction}. */
+export interface Transaction extends Queryable {
+  /**
+   * Queues statements (no parameters: build them with {@link sqlLiteral}) to run when `fn` has returned, in the same
+   * round trip as the COMMIT and in the order queued: a transaction whose last step is a write saves its round trip.
+   * Their results are not returned; if one fails, nothing after it runs and the transaction rolls back and rejects.
+   */
+  atCommit(sql: string): void;
+}
+
 export interface Db extends Queryable {
   readonly kind: DbKind;
   /**
    * Runs `fn` inside BEGIN … COMMIT on one connection; ROLLBACK and rethrow when it throws.
    * On PGlite (one connection) every other query waits until the transaction ends.
    * `opts.begin`: statements (no parameters: build them with {@link sqlLiteral}) run right after BEGIN, before `fn`,
-   * in the same round trip as the BEGIN — a transaction that always starts by taking its locks saves one round trip.
+   * in the same round trip as the BEGIN — a transaction that always starts by taking its locks (and reading what
+   * they guard) saves a round trip per statement. `fn` gets the last of them's result as `begun` (empty without).
+   * See {@link Transaction.atCommit} for the other end.
    */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>, opts?: { begin?: string }): Promise<T>;
+  transaction<T>(fn: (tx: Transaction, begun: QueryResult<Record<string, unknown>>) => Promise<T>, opts?: { begin?: string }): Promise<T>;
+  /**
+   * SQL text that runs `stmt` with `args` (SQL literals: {@link sqlLiteral}), for the parameterless SQL of a
+   * transaction's `begin` and {@link Transaction.atCommit}: `EXECUTE <name>(args)` where the database keeps the
+   * statement prepared on each connection (PostgreSQL with prepared statements on: a transaction prepares every
+   * statement a call was made for on its connection first), else the statement with the literals in place of its
+   * parameters (PGlite; PostgreSQL behind a transaction pooler). Prepared, the statement is not parsed and planned
+   * again on every run — for a statement run on every shadow batch, a good part of the database's CPU.
+   */
+  sqlCall(stmt: NamedSql, args: readonly string[]): string;
   /** LISTEN on `channel`; returns a function that stops listening. */
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   /**

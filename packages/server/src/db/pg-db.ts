@@ -14,7 +14,7 @@
 import pg from 'pg';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
-import type { Db, Queryable, QueryOptions, QueryResult } from './db.ts';
+import { inlineSqlCall, type Db, type NamedSql, type QueryOptions, type QueryResult, type Transaction } from './db.ts';
 import { INT8_OID, assertChannel, parseInt8, transactionClosedError } from './db-common.ts';
 import { openPgLockSession } from './pg-lock-session.ts';
 
@@ -67,6 +67,43 @@ export function createStatementNames(max: number) {
   };
 }
 type StatementNames = ReturnType<typeof createStatementNames>;
+
+/**
+ * {@link Db.sqlCall} on PostgreSQL: with `prepare`, every statement a call was made for is prepared (SQL `PREPARE`,
+ * which outlives the transaction) on each pooled connection by the first transaction that has a `begin` or
+ * `atCommit` message there, in that message; without (a transaction pooler would hand the next transaction another
+ * server connection), calls are the statements with their literals in place.
+ */
+export function createSqlCalls(prepare: boolean) {
+  const statements = new Map<string, NamedSql>();
+  const preparedOn = new WeakMap<object, Set<string>>();
+  return {
+    call(stmt: NamedSql, args: readonly string[]): string {
+      const inline = inlineSqlCall(stmt, args); // checks the argument count
+      if (!prepare) return inline;
+      const known = statements.get(stmt.name);
+      if (known === undefined) {
+        if (!/^[a-z_][a-z0-9_]{0,62}$/.test(stmt.name)) throw new Error(`not a statement name: ${JSON.stringify(stmt.name)}`);
+        statements.set(stmt.name, stmt);
+      } else if (known.sql !== stmt.sql || known.types.join() !== stmt.types.join()) {
+        throw new Error(`two different statements named ${stmt.name}`);
+      }
+      return `EXECUTE ${stmt.name}(${args.join(', ')})`;
+    },
+    /** `PREPARE …; ` for every statement not yet prepared on `client` (marked prepared from now on), or ''. */
+    toPrepare(client: object): string {
+      let done = preparedOn.get(client);
+      if (done === undefined) preparedOn.set(client, (done = new Set()));
+      let sql = '';
+      for (const [name, stmt] of statements) {
+        if (done.has(name)) continue;
+        done.add(name);
+        sql += `PREPARE ${name}(${stmt.types.join(', ')}) AS ${stmt.sql}; `;
+      }
+      return sql;
+    },
+  };
+}
 
 /**
  * Per-pool type parsers: int8 as a number where safe (see {@link parseInt8}); everything else as `pg` does
@@ -127,38 +164,55 @@ export async function createPgDb(url: string, opts: PgDbOptions = {}): Promise<D
 
   const listener = createListener(url, log, opts);
   const names = createStatementNames(opts.preparedStatements ?? DEFAULT_PREPARED_STATEMENTS);
+  const calls = createSqlCalls((opts.preparedStatements ?? DEFAULT_PREPARED_STATEMENTS) > 0);
   let closed = false;
 
   const db: Db = {
     kind: 'postgres',
     query: <T = Record<string, unknown>>(sql: string, params?: readonly unknown[], options?: QueryOptions) => runQuery<T>(pool, names, sql, params, options),
+    sqlCall: (stmt, args) => calls.call(stmt, args),
 
-    async transaction<T>(fn: (tx: Queryable) => Promise<T>, txOpts: { begin?: string } = {}): Promise<T> {
+    async transaction<T>(fn: (tx: Transaction, begun: QueryResult<Record<string, unknown>>) => Promise<T>, txOpts: { begin?: string } = {}): Promise<T> {
       const client = await pool.connect();
       // While checked out, pg-pool removes its own error listener: a connection lost mid-transaction would
       // otherwise be an unhandled 'error' event and kill the process. The failing query rejects as well.
       const onError = (err: Error) => log.warn({ err }, 'PostgreSQL connection failed during a transaction; it will be rolled back');
       client.on('error', onError);
       let open = true;
-      const tx: Queryable = {
+      const atCommit: string[] = [];
+      const tx: Transaction = {
         query: <R = Record<string, unknown>>(sql: string, params?: readonly unknown[], options?: QueryOptions) => {
           if (!open) return Promise.reject(transactionClosedError());
           return runQuery<R>(client, names, sql, params, options);
         },
+        atCommit(sql: string) {
+          if (!open) throw transactionClosedError();
+          atCommit.push(sql);
+        },
       };
       let releaseErr: Error | undefined;
+      // A message that prepares statements and fails may have stopped before a PREPARE: the connection goes then.
+      let prepared = false;
+      const prepare = (): string => {
+        const sql = calls.toPrepare(client);
+        if (sql !== '') prepared = true;
+        return sql;
+      };
       try {
         // With `begin`: one simple-protocol message, so BEGIN and the transaction's first statements share a round trip.
-        await client.query(txOpts.begin ? `BEGIN; ${txOpts.begin}` : 'BEGIN');
-        const result = await fn(tx);
-        const commit = (await client.query('COMMIT')) as unknown as { command?: string };
+        const begun = toResult<Record<string, unknown>>((await client.query(txOpts.begin ? `BEGIN; ${prepare()}${txOpts.begin}` : 'BEGIN')) as unknown as PgResultLike | PgResultLike[]);
+        const result = await fn(tx, begun);
+        // The queued statements and COMMIT in one simple-protocol message: PostgreSQL stops at the first error.
+        const sent = (await client.query(atCommit.length > 0 ? `${prepare()}${atCommit.join('; ')}; COMMIT` : 'COMMIT')) as unknown as PgResultLike | PgResultLike[];
+        const commit = (Array.isArray(sent) ? sent[sent.length - 1] : sent) as { command?: string } | undefined;
         // A COMMIT of a transaction that already failed (an error fn caught and swallowed) is answered with
         // ROLLBACK, not an error. PGlite throws here; so do we, or the caller would believe its writes landed.
-        if (commit.command === 'ROLLBACK') {
+        if (commit?.command === 'ROLLBACK') {
           throw new Error('transaction was rolled back at COMMIT: a statement inside it failed and the error was caught');
         }
         return result;
       } catch (err) {
+        if (prepared) releaseErr = new Error('a transaction that prepared statements failed');
         try {
           await client.query('ROLLBACK');
         } catch (rollbackErr) {

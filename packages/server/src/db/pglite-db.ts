@@ -11,7 +11,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { PGlite, type Results, type Transaction } from '@electric-sql/pglite';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
-import type { Db, Queryable, QueryResult } from './db.ts';
+import { inlineSqlCall, type Db, type QueryResult, type Transaction as DbTransaction } from './db.ts';
 import { INT8_OID, assertChannel, parseInt8, transactionClosedError } from './db-common.ts';
 import { acquireDirLock, type DirLock } from './lockfile.ts';
 import { createMemoryLockTable } from './memory-lock-session.ts';
@@ -67,27 +67,37 @@ export async function createPgliteDb(dataDir: string | undefined, opts: PgliteDb
 
   const db: Db = {
     kind: 'pglite',
+    // In-process: parse and plan are the whole cost either way, and a PREPARE per statement is no cheaper.
+    sqlCall: inlineSqlCall,
 
     async query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>> {
       assertNotInTransaction('query');
       return runQuery<T>(pglite, sql, params);
     },
 
-    async transaction<T>(fn: (tx: Queryable) => Promise<T>, txOpts: { begin?: string } = {}): Promise<T> {
+    async transaction<T>(fn: (tx: DbTransaction, begun: QueryResult<Record<string, unknown>>) => Promise<T>, txOpts: { begin?: string } = {}): Promise<T> {
       assertNotInTransaction('transaction');
       // PGlite's transaction(): BEGIN, fn, COMMIT (throws if the COMMIT turned into a ROLLBACK), or ROLLBACK
       // and rethrow — all while holding the mutex every other query waits on.
       return pglite.transaction(async (ptx) => {
         const txScope: TxScope = { open: true };
-        const tx: Queryable = {
+        const atCommit: string[] = [];
+        const tx: DbTransaction = {
           query: <R = Record<string, unknown>>(sql: string, params?: readonly unknown[]) => {
             if (!txScope.open) return Promise.reject(transactionClosedError());
             return runQuery<R>(ptx, sql, params);
           },
+          atCommit(sql: string) {
+            if (!txScope.open) throw transactionClosedError();
+            atCommit.push(sql);
+          },
         };
         try {
-          if (txOpts.begin) await runQuery(ptx, txOpts.begin); // in-process: no round trip to save, just the order
-          return await scope.run(txScope, () => fn(tx));
+          // In-process: no round trips to save, just the order.
+          const begun = txOpts.begin ? await runQuery<Record<string, unknown>>(ptx, txOpts.begin) : { rows: [], rowCount: 0 };
+          const result = await scope.run(txScope, () => fn(tx, begun));
+          if (atCommit.length > 0) await ptx.exec(atCommit.join('; '));
+          return result;
         } finally {
           // Work that fn started but did not await may call db.query later: that is legal once we are done.
           txScope.open = false;

@@ -24,15 +24,16 @@ import {
   type ShadowErrorBody,
   type UpdateShadowRequest,
 } from '@switchyard/protocol';
-import type { Queryable } from '../db/db.ts';
 import { Batcher, QueueFullError } from './shadow-batcher.ts';
 import { createDeviceLimiter, describeRefusal } from './device-limiter.ts';
 import {
   listShadowNames,
   loadDeviceRoutes,
   loadRoutesAndShadows,
+  loadRoutesAndShadowsSqlCall,
   lockDevicesSql,
-  saveShadows,
+  routesAndShadowsOf,
+  saveShadowsSqlCall,
   shadowKey,
   type DeviceRoute,
   type StoredShadow,
@@ -81,27 +82,33 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
     let outcomes: ShadowOutcome[];
     const afterCommit: Array<() => void> = [];
     try {
-      // A writing batch takes its devices' locks in the BEGIN's round trip (see run below).
-      const run = async (q: Queryable): Promise<ShadowOutcome[]> => {
-        const loaded = await loadRoutesAndShadows(q, uuids, keys);
+      if (writes) {
+        // Two round trips: BEGIN's message takes the devices' locks (sorted: no deadlock) and then reads their rows;
+        // the batch's writes go with the COMMIT.
+        const begin = `${lockDevicesSql(db, uuids)}; ${loadRoutesAndShadowsSqlCall(db, uuids, keys)}`;
+        outcomes = await db.transaction(async (tx, begun) => {
+          const loaded = routesAndShadowsOf(begun.rows[0]!);
+          routes = loaded.routes;
+          const dirty = new Map<string, StoredShadow>();
+          const results = batch.map((req) => applyOne(req, loaded.routes, loaded.shadows, dirty));
+          if (opts.afterApply) {
+            const applied: AppliedUpdate[] = [];
+            batch.forEach((req, i) => {
+              const out = results[i]!;
+              if (req.op === 'update' && out.ok && out.op === 'update') {
+                applied.push({ deviceUuid: req.deviceUuid, shadowName: req.shadowName, origin: req.origin, request: req.request, document: out.document, afterCommit });
+              }
+            });
+            if (applied.length > 0) await opts.afterApply(tx, applied);
+          }
+          if (dirty.size > 0) tx.atCommit(saveShadowsSqlCall(db, [...dirty.values()]));
+          return results;
+        }, { begin });
+      } else {
+        const loaded = await loadRoutesAndShadows(db, uuids, keys);
         routes = loaded.routes;
-        const current = loaded.shadows;
-        const dirty = new Map<string, StoredShadow>();
-        const results = batch.map((req) => applyOne(req, routes, current, dirty));
-        await saveShadows(q, [...dirty.values()]);
-        if (opts.afterApply) {
-          const applied: AppliedUpdate[] = [];
-          batch.forEach((req, i) => {
-            const out = results[i]!;
-            if (req.op === 'update' && out.ok && out.op === 'update') {
-              applied.push({ deviceUuid: req.deviceUuid, shadowName: req.shadowName, origin: req.origin, request: req.request, document: out.document, afterCommit });
-            }
-          });
-          if (applied.length > 0) await opts.afterApply(q, applied);
-        }
-        return results;
-      };
-      outcomes = writes ? await db.transaction(run, { begin: lockDevicesSql(uuids) }) : await run(db);
+        outcomes = batch.map((req) => applyOne(req, loaded.routes, loaded.shadows, new Map()));
+      }
     } catch (err) {
       log.error({ err, batchSize: batch.length }, 'shadow batch failed; answering 500 to each request');
       const now = nowSeconds();

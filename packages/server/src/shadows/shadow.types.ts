@@ -80,8 +80,10 @@ export interface ShadowServiceOptions {
   /** Admitted shadow requests of one device not yet answered (`SWITCHYARD_DEVICE_MAX_IN_FLIGHT`; 0 = no bound); one more gets 429. Default 10. */
   deviceMaxInFlight?: number;
   /**
-   * Runs inside each batch's transaction after its updates were applied and saved, before commit
-   * (e.g. the assignment service moving a migration on a device's report). Throwing fails the batch.
+   * Runs inside each batch's transaction after its updates were applied in memory, before commit (e.g. the
+   * assignment service moving a migration on a device's report). The batch's shadow rows are written after it, in
+   * the COMMIT's round trip: read the new documents from `applied`, not from `device_shadows`. Throwing fails the
+   * batch.
    */
   afterApply?(q: Queryable, applied: AppliedUpdate[]): Promise<void>;
   /** Observer of every answer (metrics): `code` 200 = accepted, else the rejection's code; `limit` says which limit refused a 429. */

@@ -3,7 +3,7 @@
  * (`jsonb_to_recordset`), which PostgreSQL parses far faster than `pg` array escaping
  * (stack-notes: ≈ 56 µs per row for arrays).
  */
-import { sqlLiteral, type Queryable } from '../db/db.ts';
+import { sqlLiteral, type Db, type NamedSql, type Queryable } from '../db/db.ts';
 import type { JsonObject, ShadowDocument } from '@switchyard/protocol';
 
 export interface DeviceRoute {
@@ -24,14 +24,20 @@ export interface StoredShadow {
 
 /**
  * The statement that serialises every writer of these devices' shadows, across server instances, until the
- * transaction ends. Keys are locked in sorted order so two batches never deadlock.
+ * transaction ends. Keys are locked in sorted order so two batches never deadlock. Without parameters (a
+ * {@link Db.sqlCall}), for `db.transaction(fn, {begin})`: the locks are taken in the BEGIN's round trip.
  */
-export function lockDevicesSql(uuids: readonly string[]): string {
-  // Without parameters (the uuids as a literal), for `db.transaction(fn, {begin})`: the locks are taken in the
-  // BEGIN's round trip.
-  const list = sqlLiteral(JSON.stringify([...uuids].sort()));
-  return `SELECT pg_advisory_xact_lock(hashtextextended(u, 7411)) FROM jsonb_array_elements_text(${list}::jsonb) WITH ORDINALITY AS t(u, i) ORDER BY i`;
+export function lockDevicesSql(db: SqlCaller, uuids: readonly string[]): string {
+  return db.sqlCall(LOCK_DEVICES, [sqlLiteral(JSON.stringify([...uuids].sort()))]);
 }
+
+const LOCK_DEVICES: NamedSql = {
+  name: 'switchyard_lock_devices',
+  sql: 'SELECT pg_advisory_xact_lock(hashtextextended(u, 7411)) FROM jsonb_array_elements_text($1::jsonb) WITH ORDINALITY AS t(u, i) ORDER BY i',
+  types: ['jsonb'],
+};
+
+type SqlCaller = Pick<Db, 'sqlCall'>;
 
 export async function loadDeviceRoutes(q: Queryable, uuids: readonly string[]): Promise<Map<string, DeviceRoute>> {
   const { rows } = await q.query<{ uuid: string; mqtt_broker_id: number | null; connected_broker_id: number | null }>(
@@ -84,39 +90,59 @@ export function shadowKey(deviceUuid: string, shadowName: string): string {
  * them against a sequential scan of `devices` and `device_shadows`, dead row versions included: ≈ 1 ms a batch with
  * 1,000 devices, growing with the fleet (bench/shadow-throughput, EXPLAIN ANALYZE). Missing keys come back as `null`.
  */
-export const LOAD_ROUTES_AND_SHADOWS_SQL = `SELECT
+export const LOAD_ROUTES_AND_SHADOWS_SQL = loadRoutesAndShadowsSql('$1', '$2');
+
+function loadRoutesAndShadowsSql(uuids: string, keys: string): string {
+  return `SELECT
   (SELECT coalesce(json_agg((SELECT json_build_object('uuid', d.uuid, 'b', d.mqtt_broker_id, 'c', d.connected_broker_id)
                                FROM devices d WHERE d.uuid = t.u)), '[]')
-     FROM jsonb_array_elements_text($1::jsonb) AS t(u)) AS routes,
+     FROM jsonb_array_elements_text(${uuids}::jsonb) AS t(u)) AS routes,
   (SELECT coalesce(json_agg((SELECT ${SHADOW_ROW_JSON} FROM device_shadows s WHERE s.device_uuid = k.u AND s.shadow_name = k.n)), '[]')
-     FROM jsonb_to_recordset($2::jsonb) AS k(u text, n text)) AS shadows`;
-
-/** Runs {@link LOAD_ROUTES_AND_SHADOWS_SQL}. */
-export async function loadRoutesAndShadows(
-  q: Queryable,
-  uuids: readonly string[],
-  keys: ReadonlyArray<{ deviceUuid: string; shadowName: string }>,
-): Promise<{ routes: Map<string, DeviceRoute>; shadows: Map<string, StoredShadow> }> {
-  const { rows } = await q.query<{ routes: Array<{ uuid: string; b: number | null; c: number | null } | null>; shadows: Array<ShadowRow | null> }>(
-    LOAD_ROUTES_AND_SHADOWS_SQL,
-    [JSON.stringify(uuids), JSON.stringify(keys.map((k) => ({ u: k.deviceUuid, n: k.shadowName })))],
-  );
-  const row = rows[0]!;
-  const routes = new Map<string, DeviceRoute>();
-  for (const r of row.routes) if (r) routes.set(r.uuid, { uuid: r.uuid, brokerId: r.b, connectedBrokerId: r.c });
-  const shadows = new Map<string, StoredShadow>();
-  for (const r of row.shadows) if (r) shadows.set(shadowKey(r.device_uuid, r.shadow_name), storedShadowOf(r));
-  return { routes, shadows };
+     FROM jsonb_to_recordset(${keys}::jsonb) AS k(u text, n text)) AS shadows`;
 }
 
-/** Writes the final state of every shadow a batch touched, in one statement (one row per key). */
-export async function saveShadows(q: Queryable, shadows: readonly StoredShadow[]): Promise<void> {
-  if (shadows.length === 0) return;
-  await q.query(saveShadowsSql('$1'), [shadowRowsParam(shadows)]);
+type ShadowKeys = ReadonlyArray<{ deviceUuid: string; shadowName: string }>;
+type RoutesAndShadowsRow = { routes: Array<{ uuid: string; b: number | null; c: number | null } | null>; shadows: Array<ShadowRow | null> };
+export type RoutesAndShadows = { routes: Map<string, DeviceRoute>; shadows: Map<string, StoredShadow> };
+
+const keysParam = (keys: ShadowKeys): string => JSON.stringify(keys.map((k) => ({ u: k.deviceUuid, n: k.shadowName })));
+
+/** Runs {@link LOAD_ROUTES_AND_SHADOWS_SQL}. */
+export async function loadRoutesAndShadows(q: Queryable, uuids: readonly string[], keys: ShadowKeys): Promise<RoutesAndShadows> {
+  const { rows } = await q.query<RoutesAndShadowsRow>(LOAD_ROUTES_AND_SHADOWS_SQL, [JSON.stringify(uuids), keysParam(keys)]);
+  return routesAndShadowsOf(rows[0]!);
 }
 
 /**
- * The upsert {@link saveShadows} runs, reading its rows from the jsonb parameter `param` (built by
+ * {@link LOAD_ROUTES_AND_SHADOWS_SQL} without parameters (a {@link Db.sqlCall}), for a transaction's `begin`: the
+ * rows are read in the round trip that takes their locks. Read its result with {@link routesAndShadowsOf}.
+ */
+export function loadRoutesAndShadowsSqlCall(db: SqlCaller, uuids: readonly string[], keys: ShadowKeys): string {
+  return db.sqlCall(LOAD_ROUTES_AND_SHADOWS, [sqlLiteral(JSON.stringify(uuids)), sqlLiteral(keysParam(keys))]);
+}
+
+const LOAD_ROUTES_AND_SHADOWS: NamedSql = { name: 'switchyard_shadow_load', sql: LOAD_ROUTES_AND_SHADOWS_SQL, types: ['jsonb', 'jsonb'] };
+
+/** The one row of {@link LOAD_ROUTES_AND_SHADOWS_SQL}, as maps by uuid and by {@link shadowKey}. */
+export function routesAndShadowsOf(row: Record<string, unknown>): RoutesAndShadows {
+  const r0 = row as RoutesAndShadowsRow;
+  const routes = new Map<string, DeviceRoute>();
+  for (const r of r0.routes) if (r) routes.set(r.uuid, { uuid: r.uuid, brokerId: r.b, connectedBrokerId: r.c });
+  const shadows = new Map<string, StoredShadow>();
+  for (const r of r0.shadows) if (r) shadows.set(shadowKey(r.device_uuid, r.shadow_name), storedShadowOf(r));
+  return { routes, shadows };
+}
+
+/**
+ * The statement that writes the final state of every shadow a batch touched (one row per key), without parameters
+ * (a {@link Db.sqlCall}): a shadow batch queues it with `tx.atCommit`, so it travels with the COMMIT.
+ */
+export function saveShadowsSqlCall(db: SqlCaller, shadows: readonly StoredShadow[]): string {
+  return db.sqlCall(SAVE_SHADOWS, [sqlLiteral(shadowRowsParam(shadows))]);
+}
+
+/**
+ * The upsert of shadow rows, reading them from the jsonb `param` (a parameter or a literal of
  * {@link shadowRowsParam}): usable as a data-modifying CTE of a statement that writes more beside the shadows.
  */
 export function saveShadowsSql(param: string): string {
@@ -127,6 +153,8 @@ export function saveShadowsSql(param: string): string {
         SET desired = EXCLUDED.desired, reported = EXCLUDED.reported, metadata = EXCLUDED.metadata,
             version = EXCLUDED.version, deleted = EXCLUDED.deleted, updated_at = now()`;
 }
+
+const SAVE_SHADOWS: NamedSql = { name: 'switchyard_shadow_save', sql: saveShadowsSql('$1'), types: ['jsonb'] };
 
 /** The rows parameter of {@link saveShadowsSql}. */
 export function shadowRowsParam(shadows: readonly StoredShadow[]): string {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { sqlLiteral, type Db, type DbKind, type Queryable } from '../../src/db/db.ts';
+import { sqlLiteral, type Db, type DbKind, type Queryable, type Transaction } from '../../src/db/db.ts';
 import { loadMigrations, migrate } from '../../src/db/migrate.ts';
 import { silentLogger } from '../../src/log.ts';
 
@@ -129,6 +129,42 @@ export function dbContract(label: string, target: ContractTarget, opts: { skip?:
       assert.equal(seen, "o'k", 'set inside the same transaction, before fn');
       // SET LOCAL semantics: gone with the transaction.
       assert.equal((await db.query<{ v: string }>("SELECT current_setting('switchyard.test_begin', true) AS v")).rows[0]!.v, '');
+    });
+
+    it("hands fn the last `begin` statement's result, and runs `atCommit` statements in order with the COMMIT", async () => {
+      const [a, b] = [makeBroker(), makeBroker()];
+      const insert = (x: { name: string; host: string; port: number }) =>
+        `INSERT INTO mqtt_broker_config (name, protocol, host, port) VALUES (${sqlLiteral(x.name)}, 'mqtt', ${sqlLiteral(x.host)}, ${x.port})`;
+      const seen = await db.transaction(
+        async (tx, begun) => {
+          tx.atCommit(insert(a));
+          tx.atCommit(`UPDATE mqtt_broker_config SET port = 2001 WHERE name = ${sqlLiteral(a.name)}`); // after the insert
+          // Queued, not run yet: inside the transaction the row is not there.
+          assert.equal(await countBrokers(tx, a.name), 0);
+          return begun.rows;
+        },
+        { begin: `SELECT 1 AS first; SELECT ${sqlLiteral("o'k")} AS v, 2 AS n` },
+      );
+      assert.deepEqual(seen, [{ v: "o'k", n: 2 }]);
+      assert.deepEqual((await db.query('SELECT port FROM mqtt_broker_config WHERE name = $1', [a.name])).rows, [{ port: 2001 }]);
+      assert.deepEqual(await db.transaction(async (_tx, begun) => begun.rows), [], 'no begin: no rows');
+
+      // A failing queued statement: the statements before it, fn's own writes and the ones after it all roll back.
+      await assert.rejects(
+        db.transaction(async (tx) => {
+          await insertBroker(tx, b);
+          tx.atCommit(insert({ ...b, name: `${b.name}-2` }));
+          tx.atCommit(insert(b)); // duplicate name
+          tx.atCommit(insert({ ...b, name: `${b.name}-3` }));
+        }),
+        /duplicate key|unique/i,
+      );
+      for (const name of [b.name, `${b.name}-2`, `${b.name}-3`]) assert.equal(await countBrokers(db, name), 0, name);
+      assert.equal(await insertBroker(db, b) > 0, true, 'the database stays usable');
+
+      let leaked: Transaction | undefined;
+      await db.transaction(async (tx) => void (leaked = tx));
+      assert.throws(() => leaked!.atCommit('SELECT 1'), /transaction is closed/);
     });
 
     it('rejects a bad statement with the database error and stays usable', async () => {

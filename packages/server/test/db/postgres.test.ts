@@ -4,8 +4,8 @@ import pg from 'pg';
 import { loadMigrations, migrate } from '../../src/db/migrate.ts';
 import { openDb } from '../../src/db/open-db.ts';
 import { createPgDb } from '../../src/db/pg-db.ts';
-import { LOAD_ROUTES_AND_SHADOWS_SQL, lockDevicesSql } from '../../src/shadows/shadows.store.ts';
-import { LOCK_SESSION_CLASS } from '../../src/db/db.ts';
+import { LOAD_ROUTES_AND_SHADOWS_SQL, loadRoutesAndShadowsSqlCall, lockDevicesSql, routesAndShadowsOf } from '../../src/shadows/shadows.store.ts';
+import { LOCK_SESSION_CLASS, inlineSqlCall } from '../../src/db/db.ts';
 import { createLogger, silentLogger } from '../../src/log.ts';
 import { startPostgres, type TestPostgres } from '../../../../test/helpers/postgres.ts';
 import { realServers } from '../../../../test/helpers/real.ts';
@@ -255,10 +255,10 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
           await firstHolds;
           order.push('first out');
         },
-        { begin: lockDevicesSql(["dev-'quoted'", 'dev-b']) },
+        { begin: lockDevicesSql(db, ["dev-'quoted'", 'dev-b']) },
       );
       await firstStarted;
-      const second = db.transaction(async () => void order.push('second in'), { begin: lockDevicesSql(['dev-b']) });
+      const second = db.transaction(async () => void order.push('second in'), { begin: lockDevicesSql(db, ['dev-b']) });
       await new Promise((r) => setTimeout(r, 200));
       assert.deepEqual(order, ['first in'], 'the second waits on the lock');
       releaseFirst();
@@ -297,6 +297,32 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
       assert.equal(plan.read.routes.filter((r) => r !== null).length, 2);
       assert.equal(plan.read.routes.length, 3);
       assert.deepEqual(plan.read.shadows.map((s) => (s === null ? null : (s as { version: number }).version)), [1, null]);
+
+      const keys = [
+        { deviceUuid: 'dev-1', shadowName: 'bench' },
+        { deviceUuid: "dev-'2", shadowName: 'other' },
+      ];
+      // Behind a transaction pooler a writing batch sends the statement with its values as literals, planned each
+      // time: index probes as well.
+      const inline = loadRoutesAndShadowsSqlCall({ sqlCall: inlineSqlCall }, ['dev-1', "dev-'2", 'nobody'], keys);
+      const inlinePlan = (await db.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${inline}`)).rows.map((r) => r['QUERY PLAN']).join('\n');
+      assert.doesNotMatch(inlinePlan, /Seq Scan/, inlinePlan);
+      assert.match(inlinePlan, /Index Scan using device_shadows_pkey/);
+      // Else as a call of the statement, prepared on the connection by the transaction that first needs it.
+      const call = loadRoutesAndShadowsSqlCall(db, ['dev-1', "dev-'2", 'nobody'], keys);
+      assert.match(call, /^EXECUTE switchyard_shadow_load\('/);
+      for (const sql of [inline, call]) {
+        const { read, statements } = await db.transaction(
+          async (tx, begun) => ({
+            read: routesAndShadowsOf(begun.rows[0]!),
+            statements: (await tx.query<{ name: string }>('SELECT name FROM pg_prepared_statements ORDER BY name')).rows.map((r) => r.name),
+          }),
+          { begin: sql },
+        );
+        assert.deepEqual([...read.routes.keys()], ['dev-1']);
+        assert.deepEqual([...read.shadows.values()].map((s) => [s.deviceUuid, s.shadowName, s.version]), [['dev-1', 'bench', 1]]);
+        assert.ok(statements.includes('switchyard_shadow_load'), statements.join());
+      }
     } finally {
       await db.close();
       await fresh.stop();
