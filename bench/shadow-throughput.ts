@@ -4,14 +4,15 @@
  * publish → `accepted` latency at the receiver, on PostgreSQL and on PGlite.
  *
  *   npm run bench -- shadow-throughput [--devices 1000] [--connections 200] [--rates 2000,5000,8000]
- *     [--seconds 8] [--warmup 5] [--ramp warmup/2] [--max-inflight 256] [--generators 1] [--pglite-rates 250,500,1000]
+ *     [--seconds 8] [--warmup 15] [--ramp warmup/2] [--max-inflight 256] [--generators 1] [--pglite-rates 250,500,1000]
  *     [--targets postgres,pglite[,floor]] [--runs 1] [--qos 1] [--grace 15] [--max-batch 500] [--client mini|mqttjs]
  *
  * `--targets floor` runs the same phases against a trivial responder instead of the server, with no database
  * (bench/lib/shadow-floor.ts): what the generators and Mosquitto alone cost this machine.
  *
  * Parts (all on 127.0.0.1): a throwaway PostgreSQL cluster (default, durable settings: fsync and
- * synchronous_commit on — read back and recorded), one Mosquitto (`max_queued_messages` raised so that nothing is
+ * synchronous_commit on — read back and recorded; WAL segments recycled as in a cluster in service, see
+ * bench/lib/stack.ts), one Mosquitto (`max_queued_messages` raised so that nothing is
  * dropped; replies are counted at the receiver anyway), the Switchyard server in THIS process (so its CPU is this
  * process's CPU; with PGlite the database runs here too) and the load in `--generators` child processes
  * (bench/lib/shadow-load-generator.ts). Devices are inserted with one SQL statement and a dummy token hash (the
@@ -42,7 +43,7 @@ const args = await benchArgs(import.meta.url, {
   rates: { type: 'string', default: '2000,5000,8000' },
   'pglite-rates': { type: 'string', default: '250,500,1000' },
   seconds: { type: 'string', default: '8' },
-  warmup: { type: 'string', default: '5' },
+  warmup: { type: 'string', default: '15' },
   ramp: { type: 'string', default: '' },
   'max-inflight': { type: 'string', default: '256' },
   generators: { type: 'string', default: '1' },
