@@ -153,6 +153,12 @@ export async function createPgDb(url: string, opts: PgDbOptions = {}): Promise<D
   const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10, types: typeParsers, application_name: 'switchyard' });
   // An idle client that loses its connection emits here; without a listener the process would crash.
   pool.on('error', (err) => log.error({ err }, 'idle PostgreSQL connection failed; the pool drops it and opens another on demand'));
+  // pg-pool's end() resolves once its connections are asked to close, not once their sockets are: close() waits for these.
+  const connections = new Set<pg.PoolClient>();
+  pool.on('connect', (c) => {
+    connections.add(c);
+    c.once('end', () => connections.delete(c));
+  });
 
   // Fail fast on a wrong URL / unreachable server instead of at the first request.
   try {
@@ -244,7 +250,12 @@ export async function createPgDb(url: string, opts: PgDbOptions = {}): Promise<D
       if (closed) return;
       closed = true;
       await listener.close();
+      const closing = [...connections].map((c) => new Promise<void>((resolve) => c.once('end', () => resolve())));
       await pool.end();
+      // Bounded: a connection whose socket never reports its end must not hang shutdown.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(closing), new Promise<void>((resolve) => (timer = setTimeout(resolve, 5_000)))]);
+      clearTimeout(timer);
     },
   };
   return db;
