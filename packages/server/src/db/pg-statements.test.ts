@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { inlineSqlCall, sqlLiteral, type NamedSql } from './db.ts';
-import { createSqlCalls } from './pg-db.ts';
+import { createSqlCalls } from './pg-statements.ts';
 
 const load: NamedSql = { name: 'switchyard_t_load', sql: 'SELECT $1::jsonb AS a, $2::jsonb AS b, $1::jsonb AS again', types: ['jsonb', 'jsonb'] };
 const save: NamedSql = { name: 'switchyard_t_save', sql: 'INSERT INTO t SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(x int)', types: ['jsonb'] };
