@@ -72,7 +72,9 @@ export interface Db extends Queryable {
    * statement prepared on each connection (PostgreSQL with prepared statements on: a transaction prepares every
    * statement a call was made for on its connection first), else the statement with the literals in place of its
    * parameters (PGlite; PostgreSQL behind a transaction pooler). Prepared, the statement is not parsed and planned
-   * again on every run — for a statement run on every shadow batch, a good part of the database's CPU.
+   * again on every run — for a statement run on every shadow batch, a good part of the database's CPU. A statement
+   * must be valid for the schema: every transaction with a `begin` on a connection that has not prepared it yet
+   * carries its PREPARE.
    */
   sqlCall(stmt: NamedSql, args: readonly string[]): string;
   /** LISTEN on `channel`; returns a function that stops listening. */

@@ -240,6 +240,27 @@ describe('createPgDb (PostgreSQL only)', { skip }, () => {
     }
   });
 
+  it('prepares sqlCall statements once per connection, and a connection whose preparing transaction failed is replaced', async () => {
+    const db = await createPgDb(server.url, { max: 1, log: silentLogger() });
+    try {
+      const stmt = { name: 'switchyard_t_double', sql: 'SELECT ($1::int * 2) AS v', types: ['int'] };
+      const backend = async (begin: string) =>
+        db.transaction(async (tx, begun) => ({ v: begun.rows[0]?.v, pid: (await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid }), { begin });
+      const first = await backend(db.sqlCall(stmt, ['21']));
+      const again = await backend(db.sqlCall(stmt, ['5']));
+      assert.deepEqual([first.v, again.v], [42, 10]);
+      assert.equal(again.pid, first.pid, 'one pooled connection');
+      // A new statement's PREPARE rides on a message that then fails: the connection is dropped, not trusted.
+      const other = { name: 'switchyard_t_triple', sql: 'SELECT ($1::int * 3) AS v', types: ['int'] };
+      await assert.rejects(db.transaction(async () => undefined, { begin: `${db.sqlCall(other, ['1'])}; SELECT 1/0` }), /division by zero/);
+      const after = await backend(`${db.sqlCall(other, ['3'])}`);
+      assert.equal(after.v, 9);
+      assert.notEqual(after.pid, first.pid, 'a fresh connection, which prepared both statements again');
+    } finally {
+      await db.close();
+    }
+  });
+
   it('takes device locks in the BEGIN round trip: a second writer of the device waits for the first to commit', async () => {
     const db = await createPgDb(server.url, { max: 2 });
     try {
