@@ -93,6 +93,8 @@ export interface PhaseResult {
   unexpected: number;
   /** Latencies (ms) of the accepted updates sent in the measured window. */
   latencies: Float64Array;
+  /** When each of `latencies` was sent: ms after the window opened (same order). */
+  sentAtMs: Float64Array;
   windowMs: number;
   /** Open loop: the furthest the sender fell behind its schedule (ms); large values mean the generator is the limit. */
   maxScheduleLagMs: number;
@@ -145,6 +147,7 @@ interface PhaseState {
   rejectedCodes: Record<string, number>;
   unexpected: number;
   latencies: number[];
+  sentAtMs: number[];
   onReply: (() => void) | null;
 }
 let phase: PhaseState | null = null;
@@ -187,6 +190,7 @@ function onMessage(topic: string, payload: Buffer): void {
     if (topic.endsWith('/accepted')) {
       p.accepted += 1;
       p.latencies.push(now - sentAt);
+      p.sentAtMs.push(sentAt - p.windowStart);
     } else {
       p.rejected += 1;
       const code = /"code":(\d+)/.exec(text)?.[1] ?? 'unknown';
@@ -211,6 +215,7 @@ async function runPhase(msg: PhaseMessage): Promise<PhaseResult> {
     rejectedCodes: {},
     unexpected: 0,
     latencies: [],
+    sentAtMs: [],
     onReply: null,
   });
   let maxLag = 0;
@@ -298,6 +303,7 @@ async function runPhase(msg: PhaseMessage): Promise<PhaseResult> {
     lost,
     unexpected: p.unexpected,
     latencies: Float64Array.from(p.latencies),
+    sentAtMs: Float64Array.from(p.sentAtMs),
     windowMs: msg.measureMs,
     maxScheduleLagMs: maxLag,
   };

@@ -71,6 +71,11 @@ export interface PhaseRow {
   /** Open loop: the furthest a generator fell behind its schedule (ms). */
   maxScheduleLagMs: number;
   rejectedCodes: Record<string, number>;
+  /**
+   * Latency of the window's updates by the second they were sent in (JSON only): a level line is a steady state; a
+   * slope or a high first second is a backlog still draining (see bench/README.md, warm-up).
+   */
+  timeline: Array<{ second: number; count: number; p50: number; p99: number; max: number }>;
 }
 
 export function split(total: number, parts: number): number[] {
@@ -135,7 +140,19 @@ export async function runPhase(t: Target, gens: Generator[], spec: PhaseSpec, op
     serverEventLoop: round(performance.eventLoopUtilization(b.elu, a.elu).utilization, 2),
     maxScheduleLagMs: round(Math.max(...results.map((r) => r.maxScheduleLagMs)), 0),
     rejectedCodes: codes,
+    timeline: timeline(results, opts.seconds),
   };
+}
+
+function timeline(results: PhaseResult[], seconds: number): PhaseRow['timeline'] {
+  const buckets: number[][] = Array.from({ length: seconds }, () => []);
+  for (const r of results) {
+    r.latencies.forEach((l, i) => buckets[Math.min(seconds - 1, Math.max(0, Math.floor(r.sentAtMs[i]! / 1000)))]!.push(l));
+  }
+  return buckets.map((b, second) => {
+    const s = summarize(b);
+    return { second, count: s.count, p50: round(s.p50, 1), p99: round(s.p99, 1), max: round(s.max, 1) };
+  });
 }
 
 function concat(parts: Float64Array[]): Float64Array {
@@ -178,6 +195,13 @@ export function medians(runs: Array<{ run: number; rows: PhaseRow[] }>) {
       serverEventLoop: m((r) => r.serverEventLoop),
       maxScheduleLagMs: m((r) => r.maxScheduleLagMs),
       rejectedCodes: {},
+      timeline: row.timeline.map((t, k) => ({
+        second: t.second,
+        count: m((r) => r.timeline[k]?.count ?? Number.NaN),
+        p50: round(m((r) => r.timeline[k]?.p50 ?? Number.NaN), 1),
+        p99: round(m((r) => r.timeline[k]?.p99 ?? Number.NaN), 1),
+        max: round(m((r) => r.timeline[k]?.max ?? Number.NaN), 1),
+      })),
       // Total over the runs: a loss in any run must stay visible in the summary.
       ...{ lostTotal: same.reduce((n, r) => n + r.lost, 0), rejectedTotal: same.reduce((n, r) => n + r.rejected, 0) },
     };
