@@ -97,7 +97,6 @@ export async function startTestSwitchyard(
         mosquittos.push(m);
       }
     }
-    const config = loadConfig(env);
     const capture = opts.captureLog;
     const ledgerLog = ledgerLogDestination();
     const log = capture
@@ -109,7 +108,25 @@ export async function startTestSwitchyard(
           : silentLogger();
     recordSecrets([TEST_ADMIN_TOKEN]);
     let instances = 1;
-    const sy = await startSwitchyard({ config, log });
+    let config = loadConfig(env);
+    let sy: Switchyard;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        sy = await startSwitchyard({ config, log });
+        break;
+      } catch (err) {
+        // freePort() cannot reserve a port: another test process may bind it first. The failed start has stopped
+        // what it started; try again on new ports.
+        if (attempt >= 3 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+        env.PORT = String(await freePort());
+        if (kind === 'embedded') {
+          const ports: number[] = [];
+          for (let i = 0; i < brokerCount; i++) ports.push(await freePort());
+          env.SWITCHYARD_EMBEDDED_BROKERS = ports.join(',');
+        }
+        config = loadConfig(env);
+      }
+    }
     cleanups.push(() => sy.stop());
     // Runs before the server stops (cleanups run in reverse): what the whole-suite secret scan reads.
     if (ledgerEnabled) cleanups.push(() => dumpForSecretScan(sy, kind));
