@@ -108,7 +108,7 @@ export function parseExposition(text: string): Exposition {
   lines.forEach((line, n) => {
     const where = `line ${n + 1}`;
     let m: RegExpExecArray | null;
-    if ((m = new RegExp(`^# HELP (${NAME}) (.*)$`).exec(line))) {
+    if ((m = new RegExp(`^# HELP (${NAME}) (.*)$`, 's').exec(line))) {
       const name = m[1]!;
       if (families.has(name)) throw new Error(`${where}: HELP of ${name} after its family started`);
       if (current) closed.add(current.name);
@@ -121,7 +121,7 @@ export function parseExposition(text: string): Exposition {
       current.type = m[2]!;
     } else if (line.startsWith('#')) {
       throw new Error(`${where}: unexpected comment ${JSON.stringify(line)}`);
-    } else if ((m = new RegExp(`^(${NAME})(?:\\{(.*)\\})? (\\S+)$`).exec(line))) {
+    } else if ((m = new RegExp(`^(${NAME})(?:\\{(.*)\\})? (\\S+)$`, 's').exec(line))) {
       const name = m[1]!;
       const family = familyOf(name);
       if (!family || family.type === '') throw new Error(`${where}: sample ${name} without HELP and TYPE`);
