@@ -63,3 +63,6 @@ export function dropDatabase(adminUrl: string, name: string): Promise<void>;
 
 /** Stops a cluster started by another process from its temp dir and bin dir, and removes the dir. */
 export function stopPgClusterAt(dir: string, binDir: string): Promise<void>;
+
+/** Runs `fn` with a client connected to `url`, then closes it; an error the idle client reported is thrown. */
+export function withClient<T>(url: string, fn: (client: import('pg').Client) => Promise<T>): Promise<T>;

@@ -331,7 +331,8 @@ export function withDatabase(url, database) {
   return parsed.toString();
 }
 
-async function withClient(url, fn) {
+/** Runs `fn` with a connected client to `url`, then closes it (an idle error is reported, not a crash). */
+export async function withClient(url, fn) {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
   // An idle client emits 'error' (e.g. the server shut down): keep it and report it instead of crashing.
   let idleError;

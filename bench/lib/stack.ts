@@ -8,8 +8,8 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
-import { createDatabase, freePort, startPgCluster, type PgCluster } from '../../scripts/test-servers.mjs';
+import type pg from 'pg';
+import { createDatabase, freePort, startPgCluster, withClient, type PgCluster } from '../../scripts/test-servers.mjs';
 import { startMosquitto, type StartMosquittoOptions, type TestMosquitto } from '../../test/helpers/mosquitto.ts';
 import { startServerProcess, type TestProcess } from '../../test/helpers/processes.ts';
 import { ADMIN_TOKEN, apiOf, registerBroker, until, type Api } from './api.ts';
@@ -34,7 +34,7 @@ export async function readPid(file: string): Promise<number> {
  * retires the previous runs' segments for the next one. Checkpoints otherwise come as usual (`max_wal_size` 1 GB).
  */
 async function prepareWal(url: string): Promise<void> {
-  await withPg(url, async (c) => {
+  await withClient(url, async (c: pg.Client) => {
     await c.query(`ALTER SYSTEM SET min_wal_size = '2GB'`);
     await c.query('SELECT pg_reload_conf()');
     await c.query(`CREATE TABLE bench_wal_fill AS SELECT repeat('x', 1000) AS x FROM generate_series(1, 600000)`);
@@ -44,17 +44,7 @@ async function prepareWal(url: string): Promise<void> {
 }
 
 /** Retires the WAL segments written so far, for reuse by the next run (see {@link prepareWal}). */
-const recycleWal = (url: string): Promise<void> => withPg(url, (c) => c.query('CHECKPOINT').then(() => undefined));
-
-async function withPg(url: string, fn: (c: pg.Client) => Promise<void>): Promise<void> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+const recycleWal = (url: string): Promise<void> => withClient(url, (c: pg.Client) => c.query('CHECKPOINT').then(() => undefined));
 
 /** A fresh database in the bench's PostgreSQL cluster, and the cluster's postmaster pid (for its CPU). */
 export async function benchDatabase(): Promise<{ url: string; postmasterPid: number }> {
