@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { computeDelta, jsonEqual, mergeState, metadataFor, utf8ByteLength, type Json, type JsonObject } from './shadow-merge.ts';
+import { computeDelta, jsonEqual, mergeState, metadataFor, utf8ByteLength, utf8ByteLengthPortable, type Json, type JsonObject } from './shadow-merge.ts';
 
 const key = fc.constantFrom('a', 'b', 'c', 'color', 'mqtt', 'timestamp', '__proto__', 'toString');
 const leaf: fc.Arbitrary<Json> = fc.oneof(fc.boolean(), fc.integer({ min: -5, max: 5 }), fc.constantFrom('x', 'y', '5'));
@@ -144,10 +144,12 @@ describe('metadataFor', () => {
 });
 
 describe('utf8ByteLength', () => {
-  it('counts UTF-8 bytes like TextEncoder', () => {
-    for (const s of ['', 'abc', 'é', '€', '😀', 'a\u0000', '\ud800x']) {
-      assert.equal(utf8ByteLength(s), new TextEncoder().encode(s).length, JSON.stringify(s));
-    }
-    fc.assert(fc.property(fc.string({ unit: 'binary' }), (s) => utf8ByteLength(s) === new TextEncoder().encode(s).length));
-  });
+  for (const [name, count] of [['native', utf8ByteLength], ['portable', utf8ByteLengthPortable]] as const) {
+    it(`counts UTF-8 bytes like TextEncoder (${name})`, () => {
+      for (const s of ['', 'abc', 'é', '€', '😀', 'a\u0000', '\ud800x', 'x\udc00', '\udbff\udfff', '\ud83d']) {
+        assert.equal(count(s), new TextEncoder().encode(s).length, JSON.stringify(s));
+      }
+      fc.assert(fc.property(fc.string({ unit: 'binary' }), (s) => count(s) === new TextEncoder().encode(s).length));
+    });
+  }
 });
