@@ -227,7 +227,7 @@ export async function startSwitchyard(opts: StartOptions): Promise<Switchyard> {
       onOutcome: (op, origin, code, limit) => metrics.observeShadow(op, origin, code, limit),
       publisher: {
         publish(brokerId, topic, payload, qos) {
-          pool.publish(brokerId, topic, payload, { qos }).catch((err: Error) => {
+          pool.post(brokerId, topic, payload, qos, (err) => {
             poolLog.warn({ brokerId, topic, err: err.message }, 'publish failed; the device converges with its next shadow get');
           });
         },

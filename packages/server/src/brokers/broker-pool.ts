@@ -280,6 +280,12 @@ export function createBrokerPool(opts: BrokerPoolOptions): BrokerPool {
       if (!entry || !client || !entry.connected) return Promise.reject(new BrokerNotConnectedError(brokerId));
       return client.publish(topic, payload, o.qos ?? 1, o.retain ?? false);
     },
+    post(brokerId, topic, payload, qos, onError) {
+      const entry = entries.get(brokerId);
+      const client = entry?.client;
+      if (!entry || !client || !entry.connected) onError(new BrokerNotConnectedError(brokerId));
+      else client.post(topic, payload, qos, onError);
+    },
     status() {
       return [...entries.values()].map((e) => ({
         brokerId: e.config.id,

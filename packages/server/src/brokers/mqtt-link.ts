@@ -57,6 +57,8 @@ interface Transport {
   destroy(): void;
 }
 
+const noop = (): void => undefined;
+
 export class MqttLinkClosedError extends Error {
   constructor() {
     super('MQTT connection closed');
@@ -119,18 +121,34 @@ export class MqttLink {
 
   /** QoS 0: handed to the transport this turn. QoS 1: resolves on the broker's PUBACK. */
   publish(topic: string, payload: string | Buffer, qos: 0 | 1, retain = false): Promise<void> {
-    if (!this.#connected) return Promise.reject(new MqttLinkClosedError());
-    if (qos === 0) {
-      const packet = encodePublish(this.#o.version, topic, payload, 0, retain);
-      if (packet.length > this.#maxPacket) return Promise.reject(this.#tooLarge(packet.length));
-      this.#send(packet);
-      return Promise.resolve();
+    return new Promise<void>((resolve, reject) => this.#publishWith(topic, payload, qos, retain, { resolve, reject }));
+  }
+
+  /**
+   * {@link publish} without a promise, for fire-and-forget replies (every shadow reply): `onError` is called if it
+   * fails — not connected, too large, refused by the broker, or the connection lost before the PUBACK.
+   */
+  post(topic: string, payload: string | Buffer, qos: 0 | 1, onError: (err: Error) => void): void {
+    this.#publishWith(topic, payload, qos, false, { resolve: noop, reject: onError });
+  }
+
+  #publishWith(topic: string, payload: string | Buffer, qos: 0 | 1, retain: boolean, waiter: Waiter): void {
+    if (!this.#connected) {
+      waiter.reject(new MqttLinkClosedError());
+      return;
     }
-    return new Promise<void>((resolve, reject) => {
-      const waiter = { resolve, reject };
+    if (qos === 1) {
       if (this.#inflight >= this.#receiveMaximum) this.#queued.push({ topic, payload, retain, waiter });
       else this.#publishNow(topic, payload, retain, waiter);
-    });
+      return;
+    }
+    const packet = encodePublish(this.#o.version, topic, payload, 0, retain);
+    if (packet.length > this.#maxPacket) {
+      waiter.reject(this.#tooLarge(packet.length));
+      return;
+    }
+    this.#send(packet);
+    waiter.resolve();
   }
 
   /** One SUBSCRIBE for all `filters`; rejects naming the first filter the broker refused. */

@@ -48,10 +48,11 @@ export class QueueFullError extends Error {
   }
 }
 
+/** A queued request and what to call with its result (`err` set when it failed). */
 interface Pending<Req, Res> {
   req: Req;
-  resolve(res: Res): void;
-  reject(err: unknown): void;
+  key: string;
+  settle(err: unknown, res?: Res): void;
 }
 
 interface Lane<Req, Res> {
@@ -74,36 +75,37 @@ export class Batcher<Req, Res> {
   }
 
   submit(req: Req): Promise<Res> {
+    return new Promise<Res>((resolve, reject) => this.push(req, (err, res) => (err === undefined ? resolve(res!) : reject(err))));
+  }
+
+  /**
+   * {@link submit} without a promise: `settle` is called once, with the result or with the error (a
+   * {@link QueueFullError} at once, synchronously, when the lane is full). For the hot path (every MQTT request).
+   */
+  push(req: Req, settle: (err: unknown, res?: Res) => void): void {
     const key = this.#opts.keyOf(req);
     const owner = this.#owners.get(key);
     const lane = owner?.lane ?? this.#pickLane();
-    if (lane.queue.length >= this.#opts.maxQueued) return Promise.reject(new QueueFullError());
+    if (lane.queue.length >= this.#opts.maxQueued) {
+      settle(new QueueFullError());
+      return;
+    }
     if (owner) owner.pending += 1;
     else this.#owners.set(key, { lane, pending: 1 });
-    const done = (): void => {
-      const o = this.#owners.get(key)!;
-      if (--o.pending === 0) this.#owners.delete(key);
-    };
-    return new Promise<Res>((resolve, reject) => {
-      lane.queue.push({
-        req,
-        resolve: (res) => {
-          done();
-          resolve(res);
-        },
-        reject: (err) => {
-          done();
-          reject(err);
-        },
-      });
-      if (!lane.running) {
-        lane.running = true;
-        // Let requests parsed from the same read (one socket chunk holds many MQTT packets) join the first batch —
-        // without waiting for the rest of the event loop's turn (a setImmediate here cost an idle lane's request
-        // ~0.1–0.5 ms behind whatever else was ready). A busy lane batches what queues while it works anyway.
-        process.nextTick(() => void this.#drain(lane));
-      }
-    });
+    lane.queue.push({ req, key, settle });
+    if (!lane.running) {
+      lane.running = true;
+      // Let requests parsed from the same read (one socket chunk holds many MQTT packets) join the first batch —
+      // without waiting for the rest of the event loop's turn (a setImmediate here cost an idle lane's request
+      // ~0.1–0.5 ms behind whatever else was ready). A busy lane batches what queues while it works anyway.
+      process.nextTick(() => void this.#drain(lane));
+    }
+  }
+
+  /** The request of `key` is answered: its lane no longer holds it. */
+  #done(key: string): void {
+    const o = this.#owners.get(key)!;
+    if (--o.pending === 0) this.#owners.delete(key);
   }
 
   #pickLane(): Lane<Req, Res> {
@@ -133,12 +135,18 @@ export class Batcher<Req, Res> {
       const batch = lane.queue.splice(0, this.#opts.maxBatch);
       this.#batches += 1;
       this.#requests += batch.length;
+      let results: Res[] | null = null;
+      let failure: unknown;
       try {
-        const results = await this.#opts.process(batch.map((p) => p.req));
-        batch.forEach((p, i) => p.resolve(results[i]!));
+        results = await this.#opts.process(batch.map((p) => p.req));
       } catch (err) {
-        for (const p of batch) p.reject(err);
+        failure = err ?? new Error('shadow batch failed');
       }
+      batch.forEach((p, i) => {
+        this.#done(p.key);
+        if (results === null) p.settle(failure);
+        else p.settle(undefined, results[i]!);
+      });
     }
     lane.running = false;
     if (this.#lanes.every((l) => !l.running)) {
