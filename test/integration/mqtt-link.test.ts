@@ -80,12 +80,16 @@ describe('MqttLink against Mosquitto', { skip: real.skip, timeout: 60_000 }, () 
         assert.deepEqual(messages, [{ topic: 'dev/a/up', payload: 'one' }, { topic: 'dev/b/up', payload: 'two' }]);
 
         // 300 QoS 1 publishes in one turn (they leave in one write): each resolves on its own PUBACK, in order.
-        await Promise.all(Array.from({ length: 300 }, (_, i) => link.publish('dev/a/down', `r${i}`, 1)));
+        // `post` (no promise) in the same stream: QoS 1 keeps its place among the QoS 1 publishes, nothing fails.
+        const postErrors: Error[] = [];
+        const published = Promise.all(Array.from({ length: 300 }, (_, i) => (i === 150 ? (link.post('dev/a/down', 'posted', 1, (e) => postErrors.push(e)), undefined) : link.publish('dev/a/down', `r${i}`, 1))));
+        await published;
         await link.publish('dev/a/down', 'last', 0);
         await waitFor(() => seen.length === 301, { timeoutMs: 5000, message: 'replies delivered' });
         // In order among themselves; the QoS 0 one may overtake QoS 1 messages the broker still holds for the
         // device (Mosquitto's max_inflight_messages): MQTT orders messages per QoS level only.
-        assert.deepEqual(seen.filter((m) => m !== 'dev/a/down last'), Array.from({ length: 300 }, (_, i) => `dev/a/down r${i}`));
+        assert.deepEqual(seen.filter((m) => m !== 'dev/a/down last'), Array.from({ length: 300 }, (_, i) => (i === 150 ? 'dev/a/down posted' : `dev/a/down r${i}`)));
+        assert.deepEqual(postErrors, []);
         assert.ok(seen.includes('dev/a/down last'));
 
         await link.unsubscribe(['dev/+/up']);
@@ -118,6 +122,12 @@ describe('MqttLink against Mosquitto', { skip: real.skip, timeout: 60_000 }, () 
       await Promise.all(Array.from({ length: 50 }, (_, i) => link.publish('strict/down', `m${i}`, 1)));
       await assert.rejects(link.publish('strict/down', 'x'.repeat(2000), 1), /exceed the broker's Maximum Packet Size of 1000/);
       await assert.rejects(link.publish('strict/down', 'x'.repeat(2000), 0), /Maximum Packet Size/);
+      // post: the same rules without a promise — the failure goes to onError, a success calls nothing.
+      const posted: string[] = [];
+      link.post('strict/down', 'x'.repeat(2000), 1, (err) => posted.push(err.message));
+      link.post('strict/down', 'x'.repeat(2000), 0, (err) => posted.push(err.message));
+      assert.equal(posted.length, 2);
+      assert.match(posted[0]!, /Maximum Packet Size/);
       await link.publish('strict/down', 'still up', 1);
       await waitFor(() => seen.length === 51, { timeoutMs: 5000, message: 'every publish delivered' });
       assert.deepEqual(seen, [...Array.from({ length: 50 }, (_, i) => `m${i}`), 'still up']);
@@ -137,6 +147,10 @@ describe('MqttLink against Mosquitto', { skip: real.skip, timeout: 60_000 }, () 
     await assert.rejects(pending, MqttLinkClosedError);
     await closed;
     await assert.rejects(link.publish('x/1', 'late', 1), MqttLinkClosedError);
+    const posted: unknown[] = [];
+    link.post('x/1', 'late', 0, (err) => posted.push(err));
+    assert.equal(posted.length, 1);
+    assert.ok(posted[0] instanceof MqttLinkClosedError);
     assert.equal(link.connected, false);
   });
 

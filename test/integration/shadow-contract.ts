@@ -151,6 +151,24 @@ export function shadowContract(kind: 'embedded' | 'postgres', skip: string | fal
       assert.equal(res.body.code, 'DEVICE_NOT_FOUND');
     });
 
+    it("publishes a device's replies in the order its updates were applied, each documents message with its own before and after", async () => {
+      // Replies leave after their batch's commit, at the end of the turn (shadow.service.ts, replySoon): in order.
+      const d = await device();
+      const n = 60;
+      const replies = await Promise.all(Array.from({ length: n }, (_, i) => d.client.request(d.base('ordered'), 'update', { state: { reported: { i } } }, 15_000)));
+      assert.deepEqual(replies.map((r) => r.payload.version), Array.from({ length: n }, (_, i) => i + 1));
+      const accepted = d.client.messages.filter((m) => m.topic === `${d.base('ordered')}/update/accepted`).map((m) => m.payload.version);
+      assert.deepEqual(accepted, Array.from({ length: n }, (_, i) => i + 1), 'accepted messages arrived in version order');
+      await d.client.waitFor((m) => m.topic === `${d.base('ordered')}/update/documents` && m.payload.current.version === n);
+      const documents = d.client.messages.filter((m) => m.topic === `${d.base('ordered')}/update/documents`).map((m) => m.payload);
+      assert.deepEqual(documents.map((m) => m.current.version), Array.from({ length: n }, (_, i) => i + 1));
+      // Each documents message carries the state before and after its own update, whatever the batch it was in.
+      documents.forEach((m, i) => {
+        assert.deepEqual(m.previous?.state.reported ?? null, i === 0 ? null : { i: i - 1 });
+        assert.deepEqual(m.current.state.reported, { i });
+      });
+    });
+
     it('applies concurrent updates one at a time, each version exactly once', async () => {
       const d = await device();
       const n = 120;

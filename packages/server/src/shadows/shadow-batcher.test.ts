@@ -84,6 +84,43 @@ describe('Batcher', () => {
   });
 });
 
+describe('Batcher.push (no promise)', () => {
+  it('settles each request once with its result, or with the batch error, in batch order', async () => {
+    const m = manual();
+    const b = new Batcher<string, string>({ keyOf: (r) => r, process: m.process });
+    const seen: string[] = [];
+    const settle = (name: string) => (err: unknown, res?: string) => seen.push(err === undefined ? `${name}=${res}` : `${name}!${(err as Error).message}`);
+    b.push('a', settle('a'));
+    await tick();
+    b.push('b', settle('b'));
+    b.push('c', settle('c'));
+    assert.deepEqual(seen, []);
+    m.batches[0]!.finish();
+    await tick();
+    m.batches[1]!.fail(new Error('boom'));
+    await tick();
+    assert.deepEqual(seen, ['a=done a', 'b!boom', 'c!boom']);
+    await b.idle();
+  });
+
+  it('settles at once (synchronously) with QueueFullError past maxQueued, and takes the request nowhere', async () => {
+    const m = manual();
+    const b = new Batcher<string, string>({ keyOf: (r) => r, process: m.process, maxQueued: 1 });
+    b.push('a', () => undefined);
+    await tick();
+    b.push('b', () => undefined);
+    let refused: unknown;
+    b.push('c', (err) => (refused = err));
+    assert.ok(refused instanceof QueueFullError);
+    m.batches[0]!.finish();
+    await tick();
+    assert.deepEqual(m.batches[1]!.reqs, ['b']);
+    m.batches[1]!.finish();
+    await b.idle();
+    assert.equal(b.stats().requests, 2);
+  });
+});
+
 describe('Batcher lanes', () => {
   it('runs lanes side by side, and keeps each key on its own lane in submission order', async () => {
     const m = manual();
