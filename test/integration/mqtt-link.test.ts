@@ -126,8 +126,14 @@ describe('MqttLink against Mosquitto', { skip: real.skip, timeout: 60_000 }, () 
       const posted: string[] = [];
       link.post('strict/down', 'x'.repeat(2000), 1, (err) => posted.push(err.message));
       link.post('strict/down', 'x'.repeat(2000), 0, (err) => posted.push(err.message));
-      assert.equal(posted.length, 2);
+      // A topic MQTT cannot carry (over 65,535 bytes) is an error for its caller, not a throw out of post.
+      link.post('t'.repeat(70_000), 'x', 1, (err) => posted.push(err.message));
+      link.post('t'.repeat(70_000), 'x', 0, (err) => posted.push(err.message));
+      assert.equal(posted.length, 4);
       assert.match(posted[0]!, /Maximum Packet Size/);
+      assert.match(posted[1]!, /Maximum Packet Size/);
+      assert.match(posted[2]!, /longer than 65,535 bytes/);
+      assert.match(posted[3]!, /longer than 65,535 bytes/);
       await link.publish('strict/down', 'still up', 1);
       await waitFor(() => seen.length === 51, { timeoutMs: 5000, message: 'every publish delivered' });
       assert.deepEqual(seen, [...Array.from({ length: 50 }, (_, i) => `m${i}`), 'still up']);

@@ -60,12 +60,12 @@ export interface BrokerPool {
   start(): Promise<void>;
   refresh(): Promise<void>;
   /** Resolves on PUBACK (QoS 1) or once handed to the MQTT client (QoS 0); rejects when the broker is not connected. */
+  publish(brokerId: number, topic: string, payload: string | Buffer, opts?: { qos?: 0 | 1; retain?: boolean }): Promise<void>;
   /**
    * {@link publish} without a promise (not retained), for fire-and-forget replies: `onError` is called when it fails,
    * including at once when the broker is not connected.
    */
   post(brokerId: number, topic: string, payload: string | Buffer, qos: 0 | 1, onError: (err: Error) => void): void;
-  publish(brokerId: number, topic: string, payload: string | Buffer, opts?: { qos?: 0 | 1; retain?: boolean }): Promise<void>;
   status(): BrokerStatus[];
   isConnected(brokerId: number): boolean;
   /**

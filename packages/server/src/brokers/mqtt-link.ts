@@ -142,13 +142,26 @@ export class MqttLink {
       else this.#publishNow(topic, payload, retain, waiter);
       return;
     }
-    const packet = encodePublish(this.#o.version, topic, payload, 0, retain);
-    if (packet.length > this.#maxPacket) {
-      waiter.reject(this.#tooLarge(packet.length));
-      return;
-    }
+    const packet = this.#encode(topic, payload, 0, retain, 0, waiter);
+    if (packet === null) return;
     this.#send(packet);
     waiter.resolve();
+  }
+
+  /** The PUBLISH packet, or null after rejecting `waiter`: a topic or payload MQTT cannot carry, or over the broker's limit. */
+  #encode(topic: string, payload: string | Buffer, qos: 0 | 1, retain: boolean, id: number, waiter: Waiter): Buffer | null {
+    let packet: Buffer;
+    try {
+      packet = encodePublish(this.#o.version, topic, payload, qos, retain, id);
+    } catch (err) {
+      waiter.reject(err as Error);
+      return null;
+    }
+    if (packet.length > this.#maxPacket) {
+      waiter.reject(this.#tooLarge(packet.length));
+      return null;
+    }
+    return packet;
   }
 
   /** One SUBSCRIBE for all `filters`; rejects naming the first filter the broker refused. */
@@ -290,11 +303,8 @@ export class MqttLink {
 
   #publishNow(topic: string, payload: string | Buffer, retain: boolean, waiter: Waiter): void {
     const id = this.#allocateId();
-    const packet = encodePublish(this.#o.version, topic, payload, 1, retain, id);
-    if (packet.length > this.#maxPacket) {
-      waiter.reject(this.#tooLarge(packet.length));
-      return;
-    }
+    const packet = this.#encode(topic, payload, 1, retain, id, waiter);
+    if (packet === null) return;
     this.#inflight += 1;
     this.#acks.set(id, { ...waiter, kind: 'puback' });
     this.#send(packet);

@@ -121,6 +121,25 @@ describe('Batcher.push (no promise)', () => {
   });
 });
 
+describe('Batcher: a settle callback that throws', () => {
+  it('does not stop the lane: the error goes to onSettleError, the next batch still runs and settles', async () => {
+    const m = manual();
+    const errors: unknown[] = [];
+    const b = new Batcher<string, string>({ keyOf: (r) => r, process: m.process, onSettleError: (err) => errors.push(err) });
+    b.push('a', () => {
+      throw new Error('caller bug');
+    });
+    await tick();
+    const later = b.submit('b');
+    m.batches[0]!.finish();
+    await tick();
+    m.batches[1]!.finish();
+    assert.equal(await later, 'done b');
+    assert.deepEqual(errors.map((e) => (e as Error).message), ['caller bug']);
+    await b.idle();
+  });
+});
+
 describe('Batcher lanes', () => {
   it('runs lanes side by side, and keeps each key on its own lane in submission order', async () => {
     const m = manual();

@@ -24,6 +24,11 @@ export interface BatcherOptions<Req, Res> {
   maxQueued?: number;
   /** Lane key of a request (the device uuid). */
   keyOf(req: Req): string;
+  /**
+   * Called with what a `push` callback threw (a bug of the caller's; the lane goes on). Default: an unhandled
+   * rejection, as the promise form's would be (the server logs those and keeps running).
+   */
+  onSettleError?(err: unknown): void;
   /** Processes one batch; must return one result per request, in order. */
   process(batch: Req[]): Promise<Res[]>;
 }
@@ -70,7 +75,7 @@ export class Batcher<Req, Res> {
   #requests = 0;
 
   constructor(opts: BatcherOptions<Req, Res>) {
-    this.#opts = { lanes: 1, maxBatch: 500, maxQueued: 20_000, ...opts };
+    this.#opts = { lanes: 1, maxBatch: 500, maxQueued: 20_000, onSettleError: (err) => void Promise.reject(err), ...opts };
     this.#lanes = Array.from({ length: Math.max(1, this.#opts.lanes) }, () => ({ queue: [], running: false }));
   }
 
@@ -144,8 +149,13 @@ export class Batcher<Req, Res> {
       }
       batch.forEach((p, i) => {
         this.#done(p.key);
-        if (results === null) p.settle(failure);
-        else p.settle(undefined, results[i]!);
+        try {
+          if (results === null) p.settle(failure);
+          else p.settle(undefined, results[i]!);
+        } catch (err) {
+          // A caller's callback that throws must not stop the lane (its loop would never run again).
+          this.#opts.onSettleError(err);
+        }
       });
     }
     lane.running = false;

@@ -68,6 +68,7 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
     maxQueued: opts.maxQueued ?? 2000,
     keyOf: (req) => req.deviceUuid,
     process: processBatch,
+    onSettleError: (err) => log.error({ err }, 'answering a shadow request failed (a bug); the lane goes on'),
   });
   const limits = { ratePerSecond: opts.deviceRateLimit ?? 20, maxInFlight: opts.deviceMaxInFlight ?? 10 };
   const limiter = createDeviceLimiter(limits);
