@@ -39,9 +39,14 @@ export interface NamedSql {
   readonly types: readonly string[];
 }
 
+/** Throws unless `args` has one literal per parameter of `stmt`. */
+export function checkSqlCallArgs(stmt: NamedSql, args: readonly string[]): void {
+  if (args.length !== stmt.types.length) throw new Error(`${stmt.name} takes ${stmt.types.length} arguments, got ${args.length}`);
+}
+
 /** {@link NamedSql.sql} with the SQL literals `args` in place of its parameters. */
 export function inlineSqlCall(stmt: NamedSql, args: readonly string[]): string {
-  if (args.length !== stmt.types.length) throw new Error(`${stmt.name} takes ${stmt.types.length} arguments, got ${args.length}`);
+  checkSqlCallArgs(stmt, args);
   return stmt.sql.replace(/\$(\d+)/g, (_, i: string) => `(${args[Number(i) - 1]!})`);
 }
 

@@ -4,7 +4,7 @@
  * and the parameterless SQL of transactions' `begin`/`atCommit` messages by SQL `PREPARE`/`EXECUTE`
  * ({@link createSqlCalls}).
  */
-import { inlineSqlCall, type NamedSql } from './db.ts';
+import { checkSqlCallArgs, inlineSqlCall, type NamedSql } from './db.ts';
 
 /** PostgreSQL's answer to a prepared `SELECT *` whose table gained or lost a column since it was prepared. */
 export const isStalePlan = (err: unknown): boolean =>
@@ -47,8 +47,8 @@ export function createSqlCalls(prepare: boolean) {
   const preparedOn = new WeakMap<object, Set<string>>();
   return {
     call(stmt: NamedSql, args: readonly string[]): string {
-      const inline = inlineSqlCall(stmt, args); // checks the argument count
-      if (!prepare) return inline;
+      if (!prepare) return inlineSqlCall(stmt, args);
+      checkSqlCallArgs(stmt, args); // not the inline text: a regex pass over the SQL per call, on every shadow batch
       const known = statements.get(stmt.name);
       if (known === undefined) {
         if (!/^[a-z_][a-z0-9_]{0,62}$/.test(stmt.name)) throw new Error(`not a statement name: ${JSON.stringify(stmt.name)}`);

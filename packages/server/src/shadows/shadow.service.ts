@@ -270,19 +270,12 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
 
   /** Admits a device's request under its limits, or answers it 429 at once (over MQTT too). */
   function submit(req: ShadowRequest): Promise<ShadowOutcome> {
-    if (!limited(req.origin)) return enqueue(req);
-    const admission = limiter.tryAcquire(req.deviceUuid, clock.now());
-    if (!admission.ok) return Promise.resolve(throttled(req, clientTokenOf(req), admission.reason));
-    return admitted(req);
-  }
-
-  /** A request that holds one of its device's in-flight slots: the slot is freed once it is answered. */
-  async function admitted(req: ShadowRequest): Promise<ShadowOutcome> {
-    try {
-      return await enqueue(req);
-    } finally {
-      limiter.release(req.deviceUuid);
+    const holdsSlot = limited(req.origin);
+    if (holdsSlot) {
+      const admission = limiter.tryAcquire(req.deviceUuid, clock.now());
+      if (!admission.ok) return Promise.resolve(throttled(req, clientTokenOf(req), admission.reason));
     }
+    return new Promise((resolve) => queue(req, holdsSlot, resolve));
   }
 
   /** 429 for a request over its device's limits: published to an MQTT requester at once, returned to HTTP. */
@@ -294,15 +287,15 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
     return { ok: false, error };
   }
 
-  function enqueue(req: ShadowRequest): Promise<ShadowOutcome> {
-    return new Promise((resolve) => batcher.push(req, (err, res) => resolve(err === undefined ? res! : notQueued(req, err))));
-  }
-
-  /** A device's MQTT request holding one of its in-flight slots: freed once answered (the batch publishes the answer). */
-  function admitMqtt(req: ShadowRequest): void {
-    batcher.push(req, (err) => {
-      limiter.release(req.deviceUuid);
-      if (err !== undefined) notQueued(req, err);
+  /**
+   * Hands `req` to the batcher; `answered` (HTTP) gets its outcome — MQTT requesters get theirs published by the batch.
+   * `holdsSlot`: the request holds one of its device's in-flight slots, freed once it is answered.
+   */
+  function queue(req: ShadowRequest, holdsSlot: boolean, answered?: (outcome: ShadowOutcome) => void): void {
+    batcher.push(req, (err, res) => {
+      if (holdsSlot) limiter.release(req.deviceUuid);
+      const outcome = err === undefined ? res! : notQueued(req, err);
+      answered?.(outcome);
     });
   }
 
@@ -343,11 +336,11 @@ export function createShadowService(opts: ShadowServiceOptions): ShadowService {
         rejectNow(brokerId, ns, deviceUuid, shadowName, op, shadowError(r.error.code, r.error.message, nowSeconds(), r.clientToken));
         return;
       }
-      admitMqtt({ op, deviceUuid, shadowName, origin, request: r.request });
+      queue({ op, deviceUuid, shadowName, origin, request: r.request }, true);
       return;
     }
     const clientToken = parseClientToken(payload);
-    admitMqtt({ op, deviceUuid, shadowName, origin, ...(clientToken !== undefined ? { clientToken } : {}) });
+    queue({ op, deviceUuid, shadowName, origin, ...(clientToken !== undefined ? { clientToken } : {}) }, true);
   }
 
   async function listNames(deviceUuid: string, o: { limit: number; after?: string }): Promise<string[] | null> {
